@@ -1,0 +1,66 @@
+"""Loading TOML configuration into a validated schema, with errors that name key, value and fix.
+
+Each wing declares its own pydantic schema (kiosk.door.config, kiosk.collector.config); this module
+only reads the file once at start-up and turns validation failures into readable lines.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from kiosk.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: `key.path = value: message`."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key; remove it or check its spelling")
+            continue
+        if error["type"] == "missing":
+            lines.append(f"{key}: required but missing; add it")
+            continue
+        value = error.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"{key} = {shown}: {message}")
+    return lines
+
+
+def validate(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc)
+        raise ConfigError(
+            f"{source}: {len(problems)} configuration error(s):\n  " + "\n  ".join(problems),
+            problems,
+        ) from None
+
+
+def load(model: type[ModelT], path: Path) -> ModelT:
+    """Read and validate a TOML file; ConfigError lists every problem, never a traceback."""
+    return validate(model, read_toml(path), str(path))

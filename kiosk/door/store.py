@@ -1,0 +1,482 @@
+"""The door's local entry log: "no record, no entry".
+
+One SQLite file, one aiosqlite connection, WAL with `synchronous=FULL`, so an entry is on disk
+before `append` returns and before the door may open. Each entry is stored as the canonical JSON
+(RFC 8785) it was chained over, so what is sent is byte for byte what was hashed, plus the columns
+the sync loop and retention need (seq, id, ts, sent, set_aside).
+
+Every failure surfaces as a `StoreError` with a short `reason`; `append` raises its subclass
+`NotRecorded`, and the door then lets nobody in. A failed append consumes no `seq`: the head
+(last seq and chain) moves only after a commit, and is re-read from disk after any failure.
+
+A database found corrupt at open is never deleted: the file and its -wal/-shm are renamed to
+`<name>.corrupt-<UTC time>` (the pair keeps working together for a human to salvage), a warning
+is logged, and a fresh log with a new `log_id` starts, so the door keeps working and the
+collector sees the break as a new log. `EntryLog.recovered_from` names the moved file so the app
+can raise an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import ValidationError
+
+from kiosk.wire import GENESIS_CHAIN, Entry, canonical_json, chain_link, format_rfc3339, new_uuid7
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_ID_CHUNK = 500  # ids per statement, well under SQLite's bound-variable limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    set_aside TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_unsent ON entries(seq) WHERE sent = 0 AND set_aside IS NULL;
+CREATE INDEX IF NOT EXISTS entries_set_aside ON entries(seq) WHERE set_aside IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+"""
+
+
+class StoreError(Exception):
+    """The entry log failed. `reason`: disk_full, read_only, corrupt, storage_full, invalid, io."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class NotRecorded(StoreError):
+    """An entry could not be committed; the door must not open. `invalid` means the draft would
+    not make a valid sync-api entry (a bug, or an attendant's note over 200 characters)."""
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """A decision, before the log gives it an id, seq and chain. `ts` is Unix seconds."""
+
+    ts: float
+    code_format: str
+    code_verdict: str
+    code_status: str | None
+    subject: str | None
+    subject_key_version: int | None
+    temperature_c: float | None
+    mask: str
+    decision: str
+    reasons: tuple[str, ...]
+    override: dict[str, Any] | None
+    policy_version: str
+    clock_offset_ms: int | None
+
+
+@dataclass(frozen=True)
+class LogStats:
+    log_id: str
+    last_seq: int
+    backlog: int
+    set_aside: int
+    entries: int
+    storage_used_ratio: float
+
+
+def error_reason(exc: BaseException) -> str:
+    """The StoreError reason of a database or file-system error."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            primary = code & 0xFF
+            if primary == sqlite3.SQLITE_FULL:
+                return "disk_full"
+            if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+                return "read_only"
+            if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                return "corrupt"
+            if primary == sqlite3.SQLITE_CONSTRAINT:
+                return "invalid"
+        text = str(exc).lower()
+        if "is full" in text:
+            return "disk_full"
+        if "readonly" in text or "read-only" in text:
+            return "read_only"
+        if "malformed" in text or "not a database" in text:
+            return "corrupt"
+        return "io"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk_full"
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "read_only"
+    return "io"
+
+
+def _corrupt_suffix() -> str:
+    return datetime.now(tz=UTC).strftime("corrupt-%Y%m%dT%H%M%SZ")
+
+
+def _move_aside(path: Path) -> Path:
+    base = path.with_name(f"{path.name}.{_corrupt_suffix()}")
+    target, n = base, 1
+    while target.exists():
+        n += 1
+        target = base.with_name(f"{base.name}.{n}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(target.with_name(target.name + suffix))
+    return target
+
+
+class EntryLog:
+    """Use `await EntryLog.open(...)`; every operation is serialized on one connection."""
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        *,
+        kiosk_id: str,
+        venue_id: str,
+        max_entries: int,
+        log_id: str,
+        last_seq: int,
+        last_chain: str,
+        entries: int,
+        recovered_from: Path | None,
+    ) -> None:
+        self._db: aiosqlite.Connection | None = db
+        self.path = path
+        self.kiosk_id = kiosk_id
+        self.venue_id = venue_id
+        self.max_entries = max_entries
+        self.log_id = log_id
+        self.recovered_from = recovered_from
+        self._last_seq = last_seq
+        self._last_chain = last_chain
+        self._entries = entries
+        # One lock for reads too: a read between an append's BEGIN and COMMIT on the shared
+        # connection would see an entry that may yet be rolled back.
+        self._lock = asyncio.Lock()
+
+    # -- opening and closing --------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        kiosk_id: str,
+        venue_id: str,
+        max_entries: int = 1_000_000,
+        check: bool = False,
+    ) -> EntryLog:
+        """Open or create the log at `path`. `check` runs `PRAGMA quick_check` first (slow on a
+        big log; worth it after an append reported `corrupt`). Raises StoreError when the file
+        cannot be used and is not corrupt (read-only, I/O)."""
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        recovered_from: Path | None = None
+        for _attempt in range(2):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                db = await aiosqlite.connect(path, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(error_reason(exc), f"{path}: {exc}") from exc
+            try:
+                head = await _initialise(db, check=check)
+            except (OSError, sqlite3.Error, _Corrupt) as exc:
+                await db.close()
+                reason = "corrupt" if isinstance(exc, _Corrupt) else error_reason(exc)
+                if reason != "corrupt" or recovered_from is not None:
+                    raise StoreError(reason, f"{path}: {exc}") from exc
+                recovered_from = _move_aside(path)
+                log.warning(
+                    "entry log %s is corrupt (%s): moved it to %s and started a new log; "
+                    "its unsent entries are still in that file",
+                    path,
+                    exc,
+                    recovered_from,
+                )
+                continue
+            log_id, last_seq, last_chain, entries = head
+            return cls(
+                db,
+                path,
+                kiosk_id=kiosk_id,
+                venue_id=venue_id,
+                max_entries=max_entries,
+                log_id=log_id,
+                last_seq=last_seq,
+                last_chain=last_chain,
+                entries=entries,
+                recovered_from=recovered_from,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                await db.close()
+
+    def _conn(self, error: type[StoreError] = StoreError) -> aiosqlite.Connection:
+        if self._db is None:
+            raise error("io", "the entry log is closed")
+        return self._db
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def append(self, draft: EntryDraft, *, entry_id: str | None = None) -> dict[str, Any]:
+        """Give the draft an id, the next seq and its chain, commit it, return the wire entry."""
+        async with self._lock:
+            db = self._conn(NotRecorded)
+            if self._entries >= self.max_entries:
+                raise NotRecorded(
+                    "storage_full",
+                    f"{self._entries} entries held, the bound is {self.max_entries}; "
+                    "send or purge before more can be written",
+                )
+            seq = self._last_seq + 1
+            entry: dict[str, Any] = {
+                "id": entry_id if entry_id is not None else new_uuid7(round(draft.ts * 1000)),
+                "log_id": self.log_id,
+                "seq": seq,
+                "kiosk_id": self.kiosk_id,
+                "venue_id": self.venue_id,
+                "ts": format_rfc3339(draft.ts),
+                "clock_offset_ms": draft.clock_offset_ms,
+                "code_format": draft.code_format,
+                "code_verdict": draft.code_verdict,
+                "code_status": draft.code_status,
+                "subject": draft.subject,
+                "subject_key_version": draft.subject_key_version,
+                "temperature_c": draft.temperature_c,
+                "mask": draft.mask,
+                "decision": draft.decision,
+                "reasons": list(draft.reasons),
+                "override": dict(draft.override) if draft.override is not None else None,
+                "policy_version": draft.policy_version,
+            }
+            try:
+                # The collector applies the same schema; an entry it would refuse must not be
+                # chained into the log (it would be set aside and leave a gap in the story).
+                Entry.model_validate(entry | {"chain": GENESIS_CHAIN})
+            except ValidationError as exc:
+                raise NotRecorded("invalid", _first_problem(exc)) from None
+            try:
+                entry["chain"] = chain_link(self._last_chain, entry)
+                body = canonical_json(entry).decode("utf-8")
+            except (TypeError, ValueError) as exc:  # rfc8785 refuses NaN and the like
+                raise NotRecorded("invalid", str(exc)) from None
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                await db.execute(
+                    "INSERT INTO entries (seq, id, ts, body) VALUES (?, ?, ?, ?)",
+                    (seq, entry["id"], draft.ts, body),
+                )
+                await db.executemany(
+                    "UPDATE meta SET value = ? WHERE key = ?",
+                    [(str(seq), "last_seq"), (entry["chain"], "last_chain")],
+                )
+                await db.execute("COMMIT")
+            except (OSError, sqlite3.Error) as exc:
+                await self._recover(db)
+                raise NotRecorded(error_reason(exc), str(exc)) from exc
+            self._last_seq = seq
+            self._last_chain = entry["chain"]
+            self._entries += 1
+            return entry
+
+    async def mark_sent(self, ids: Sequence[str]) -> None:
+        """The collector answered 200 for these entries (accepted or duplicate)."""
+        await self._write_many("UPDATE entries SET sent = 1 WHERE id IN ({})", ids)
+
+    async def set_aside(self, entry_id: str, why: str) -> None:
+        """The collector refused this entry (400 at its index): never send it again."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute(
+                    "UPDATE entries SET set_aside = ? WHERE id = ?", (why or "rejected", entry_id)
+                )
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(error_reason(exc), str(exc)) from exc
+
+    async def purge(self, *, older_than: float, only_sent: bool, batch: int = 500) -> int:
+        """Delete entries with ts before `older_than` (only sent ones when `only_sent`), in
+        batches of `batch` so appends are never held up for long; returns how many."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        condition = "ts < ? AND sent = 1" if only_sent else "ts < ?"
+        sql = (
+            "DELETE FROM entries WHERE seq IN "
+            f"(SELECT seq FROM entries WHERE {condition} ORDER BY seq LIMIT ?)"
+        )
+        total = 0
+        while True:
+            async with self._lock:
+                db = self._conn()
+                try:
+                    cursor = await db.execute(sql, (older_than, batch))
+                    deleted = cursor.rowcount
+                    await cursor.close()
+                except (OSError, sqlite3.Error) as exc:
+                    raise StoreError(error_reason(exc), str(exc)) from exc
+                self._entries -= deleted
+                total += deleted
+            if deleted < batch:
+                return total
+            await asyncio.sleep(0)  # let a waiting append in between batches
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get(self, entry_id: str) -> dict[str, Any] | None:
+        rows = await self._read("SELECT body FROM entries WHERE id = ?", (entry_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    async def get_body(self, entry_id: str) -> str | None:
+        """The stored canonical JSON of an entry, exactly the bytes its chain covers."""
+        rows = await self._read("SELECT body FROM entries WHERE id = ?", (entry_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def unsent(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` entries not yet sent nor set aside, lowest seq first."""
+        rows = await self._read(
+            "SELECT body FROM entries WHERE sent = 0 AND set_aside IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    async def stats(self) -> LogStats:
+        rows = await self._read(
+            "SELECT (SELECT COUNT(*) FROM entries WHERE sent = 0 AND set_aside IS NULL), "
+            "(SELECT COUNT(*) FROM entries WHERE set_aside IS NOT NULL)",
+            (),
+        )
+        backlog, set_aside = int(rows[0][0]), int(rows[0][1])
+        return LogStats(
+            log_id=self.log_id,
+            last_seq=self._last_seq,
+            backlog=backlog,
+            set_aside=set_aside,
+            entries=self._entries,
+            storage_used_ratio=min(1.0, self._entries / self.max_entries),
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        async with self._lock:
+            db = self._conn()
+            try:
+                return list(await db.execute_fetchall(sql, params))
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(error_reason(exc), str(exc)) from exc
+
+    async def _write_many(self, sql: str, ids: Sequence[str]) -> None:
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(ids), _ID_CHUNK):
+                    chunk = list(ids[start : start + _ID_CHUNK])
+                    await db.execute(sql.format(",".join("?" * len(chunk))), chunk)
+                await db.execute("COMMIT")
+            except (OSError, sqlite3.Error) as exc:
+                await self._recover(db)
+                raise StoreError(error_reason(exc), str(exc)) from exc
+
+    async def _recover(self, db: aiosqlite.Connection) -> None:
+        """After a failed write: end the transaction and take the head from disk again, so the
+        next seq follows what is really committed."""
+        try:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            head = await _read_head(db)
+        except (OSError, sqlite3.Error, _Corrupt):
+            return  # the next write fails the same way and says why
+        self._last_seq, self._last_chain = head[1], head[2]
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    return f"{key} = {error.get('input')!r}: {error['msg']}"
+
+
+async def _initialise(db: aiosqlite.Connection, *, check: bool) -> tuple[str, int, str, int]:
+    """Settings, schema and head of a newly opened connection: (log_id, last_seq, last_chain,
+    entries). Raises _Corrupt when the file is a database that is not a sound entry log."""
+    await db.execute("PRAGMA busy_timeout = 5000")
+    mode = await db.execute_fetchall("PRAGMA journal_mode = WAL")
+    if next(iter(mode))[0] != "wal":
+        raise sqlite3.OperationalError("cannot switch the entry log to WAL mode")
+    await db.execute("PRAGMA synchronous = FULL")
+    if check:
+        result = [row[0] for row in await db.execute_fetchall("PRAGMA quick_check")]
+        if result != ["ok"]:
+            raise _Corrupt("; ".join(str(r) for r in result[:3]))
+    version = next(iter(await db.execute_fetchall("PRAGMA user_version")))[0]
+    if version == 0:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                await db.execute(statement)
+            await db.executemany(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("log_id", str(uuid.uuid4())),
+                    ("created_at", format_rfc3339(time.time())),
+                    ("last_seq", "0"),
+                    ("last_chain", GENESIS_CHAIN),
+                ],
+            )
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+    elif version != SCHEMA_VERSION:
+        raise sqlite3.OperationalError(
+            f"entry log schema version {version}; this kiosk knows version {SCHEMA_VERSION}"
+        )
+    return await _read_head(db)
+
+
+async def _read_head(db: aiosqlite.Connection) -> tuple[str, int, str, int]:
+    rows = await db.execute_fetchall("SELECT key, value FROM meta")
+    meta: dict[str, str] = {str(row[0]): str(row[1]) for row in rows}
+    try:
+        log_id, last_seq, last_chain = meta["log_id"], int(meta["last_seq"]), meta["last_chain"]
+    except (KeyError, ValueError) as exc:
+        raise _Corrupt(f"meta table incomplete ({exc})") from None
+    top = next(iter(await db.execute_fetchall("SELECT MAX(seq), COUNT(*) FROM entries")))
+    # Only an entry beyond the head is inconsistent: retention may have removed the newest one.
+    if top[0] is not None and int(top[0]) > last_seq:
+        raise _Corrupt(f"last entry has seq {top[0]} but the log's head says {last_seq}")
+    return log_id, last_seq, last_chain, int(top[1])
