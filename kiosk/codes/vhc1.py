@@ -63,9 +63,7 @@ def claims_from_payload(payload: dict[str, Any]) -> Claims | None:
     return Claims(iss=iss, sub=sub, sta=status, iat=iat, exp=exp, nat=nat, trv=trv)
 
 
-def verify_vhc1(
-    text: str, trust: TrustList, revocation: RevocationList, now: int
-) -> CodeResult:
+def verify_vhc1(text: str, trust: TrustList, revocation: RevocationList, now: int) -> CodeResult:
     """The verdict of health-code.md for `text` at Unix time `now`; never raises.
 
     A text without the prefix gives format `unknown` and verdict `not_vhc` (another format may
