@@ -2,21 +2,28 @@
 out, shown on the door screen only after it is committed ("no record, no entry").
 
 The engine holds no I/O of its own beyond the entry log and the screen it is handed; cameras and
-sensors feed it through `on_frame_texts`, `on_temperature` and `on_mask`, and the app's loops call
-`decide_due` often. The clock is injected so tests can drive time.
+sensors feed it through `on_frame_texts`, `on_temperature` and `on_mask`, and one task, `run`,
+decides each visit as soon as its inputs are in or its window closes (tests may call `decide_due`
+themselves instead). Clocks are injected so tests can drive time: `clock` is wall time (entries'
+`ts`, code validity, trust age), `monotonic` times the pairing windows, so a clock step by NTP
+neither closes nor stretches a visit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from kiosk.codes import verify
 from kiosk.door.knowledge import Knowledge
+from kiosk.door.logs import STDOUT_LOCK
 from kiosk.door.screen import ScreenState
 from kiosk.door.store import EntryDraft, EntryLog, NotRecorded
 from kiosk.door.visit import ReadyVisit, TemperatureOutcome, VisitTracker
@@ -66,8 +73,10 @@ class DecisionLines:
             "mask": entry["mask"],
             "override": entry["override"] is not None,
         }
-        self._stream.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self._stream.flush()
+        text = json.dumps(line, separators=(",", ":")) + "\n"
+        with STDOUT_LOCK:
+            self._stream.write(text)
+            self._stream.flush()
 
 
 def screen_state_for(decision: Decision, temperature_c: float | None) -> ScreenState:
@@ -83,6 +92,10 @@ def screen_state_for(decision: Decision, temperature_c: float | None) -> ScreenS
     return ScreenState(state="stop", reasons=reasons, temperature_c=temperature_c)
 
 
+StoreHealth = Callable[[str | None], None]
+"""Told after every write attempt: None when the entry was committed, else the failure reason."""
+
+
 class DoorEngine:
     def __init__(
         self,
@@ -91,9 +104,11 @@ class DoorEngine:
         screen: Screen,
         tracker: VisitTracker,
         knowledge: Callable[[], Knowledge],
-        clock: Callable[[], float],
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         clock_offset_ms: Callable[[], int | None] = lambda: None,
         on_visit_opened: Callable[[], None] | None = None,
+        on_store_health: StoreHealth | None = None,
         observers: Sequence[Callable[[DecisionEvent], None]] = (),
     ) -> None:
         self._log = entry_log
@@ -101,14 +116,25 @@ class DoorEngine:
         self._tracker = tracker
         self._knowledge = knowledge
         self._clock = clock
+        self._monotonic = monotonic
         self._clock_offset_ms = clock_offset_ms
         self._on_visit_opened = on_visit_opened
+        self._on_store_health = on_store_health
         self._observers = list(observers)
+        self._wake = asyncio.Event()
+        self._stopping = False
         self.decisions = 0
         self.not_recorded = 0
+        self.visits_opened = 0
 
     def add_observer(self, observer: Callable[[DecisionEvent], None]) -> None:
         self._observers.append(observer)
+
+    @property
+    def open_visits(self) -> int:
+        return self._tracker.open_visits
+
+    # -- inputs (called by the app's loops; never block) ---------------------------------
 
     def on_frame_texts(self, texts: Sequence[str]) -> None:
         """QR texts read from one frame: each is verified now, against the current lists."""
@@ -119,27 +145,68 @@ class DoorEngine:
         results = [
             (text, verify(text, knowledge.trust, knowledge.revocation, int(now))) for text in texts
         ]
-        opened = self._tracker.on_codes(results, now)
-        if opened and self._on_visit_opened is not None:
-            for _ in range(opened):
+        opened = self._tracker.on_codes(results, self._monotonic())
+        for _ in range(opened):
+            self.visits_opened += 1
+            # No code, no pseudonym: a counter is all a log line may say about a visitor.
+            log.debug("visit opened", extra={"event": "visit_opened", "visit": self.visits_opened})
+            if self._on_visit_opened is not None:
                 self._on_visit_opened()
+        if opened:
+            self._wake.set()
 
     def on_temperature(self, celsius: float) -> None:
-        outcome = self._tracker.on_temperature(celsius, self._clock())
+        outcome = self._tracker.on_temperature(celsius, self._monotonic())
         if outcome is TemperatureOutcome.MEASURE_AGAIN:
             self._screen.show(ScreenState(state="amber", message="measure_again"))
+        self._wake.set()
 
     def on_mask(self, mask: Mask) -> None:
-        self._tracker.on_mask(mask, self._clock())
+        self._tracker.on_mask(mask, self._monotonic())
+        self._wake.set()
+
+    # -- deciding ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Decide visits as they become due, until `stop()`; the visit being written when
+        stop comes is finished (logged, then shown), visits still waiting for inputs are
+        dropped: nobody was shown anything for them."""
+        while not self._stopping:
+            deadline = self._tracker.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                await self.decide_due()
+            except Exception:
+                # A bug deciding one visit must not stop the door: that visit is dropped
+                # (nobody was let in), the next ones are decided.
+                log.exception("deciding a visit failed")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
 
     async def decide_due(self) -> list[DecisionEvent]:
         """Decide, log and show every visit whose inputs are in or whose window has closed."""
         events = []
-        for visit in self._tracker.due(self._clock()):
+        for visit in self._tracker.due(self._monotonic()):
             event = await self._decide(visit)
             if event is not None:
                 events.append(event)
         return events
+
+    def _store_health(self, reason: str | None) -> None:
+        if self._on_store_health is not None:
+            self._on_store_health(reason)
+
+    def _tell(self, event: DecisionEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("a decision observer failed")
 
     async def _decide(self, visit: ReadyVisit) -> DecisionEvent | None:
         now = self._clock()
@@ -158,9 +225,10 @@ class DoorEngine:
             Verdict.REVOKED,
             Verdict.NOT_YET_VALID,
         )
+        key = knowledge.pseudonym_key
         subject = (
-            subject_pseudonym(knowledge.pseudonym_key, claims.iss, claims.sub)
-            if claims is not None and signed
+            subject_pseudonym(key, claims.iss, claims.sub)
+            if claims is not None and signed and key
             else None
         )
         draft = EntryDraft(
@@ -182,15 +250,20 @@ class DoorEngine:
             entry = await self._log.append(draft)
         except NotRecorded as exc:
             self.not_recorded += 1
-            log.error("decision not recorded (%s): nobody is let in", exc.reason)
+            log.error(
+                "decision not recorded (%s): nobody is let in",
+                exc.reason,
+                extra={"event": "not_recorded", "reason": exc.reason},
+            )
             self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
+            self._store_health(exc.reason)
             return None
-        self._tracker.record_decision(visit, decision.allowed, now)
+        self._store_health(None)
+        self._tracker.record_decision(visit, decision.allowed, self._monotonic())
         self._screen.show(screen_state_for(decision, facts.temperature_c))
         self.decisions += 1
         event = DecisionEvent(entry=entry, decision=decision)
-        for observer in self._observers:
-            observer(event)
+        self._tell(event)
         return event
 
     async def override(self, entry_id: str, attendant: str, note: str) -> dict[str, Any]:
@@ -218,10 +291,11 @@ class DoorEngine:
             entry = await self._log.append(draft)
         except NotRecorded as exc:
             self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
+            self._store_health(exc.reason)
             raise
+        self._store_health(None)
         self._screen.show(ScreenState(state="pass", temperature_c=denied["temperature_c"]))
         decision = Decision(Outcome.ALLOW, tuple(Reason(r) for r in denied["reasons"]))
         event = DecisionEvent(entry=entry, decision=decision)
-        for observer in self._observers:
-            observer(event)
+        self._tell(event)
         return entry

@@ -49,8 +49,6 @@ SCREEN_KINDS: tuple[ScreenKind, ...] = (
     "not_recorded",
     "closed",
 )
-# States that describe the door rather than one visitor stay until replaced.
-STICKY: frozenset[str] = frozenset({"idle", "out_of_service", "closed"})
 HOLD_SECONDS = 3.0
 KEEPALIVE_SECONDS = 15.0
 MAX_BODY_BYTES = 16 * 1024
@@ -91,10 +89,18 @@ REASON_TEXT: Mapping[Reason, tuple[str, str]] = {
 }
 OTHER_REASON = ("其他原因", "Other reason")
 
+# Devices named in an out-of-service state's message (comma-separated).
+FAULT_TEXT: Mapping[str, tuple[str, str]] = {
+    "camera": ("摄像头故障", "Camera fault"),
+    "thermometer": ("测温设备故障", "Thermometer fault"),
+    "mask": ("口罩检测故障", "Mask detector fault"),
+}
+OTHER_FAULT = ("设备故障", "Device fault")
+
 STATE_TITLE: Mapping[str, tuple[str, str]] = {
     "idle": ("请出示健康码", "Show your code"),
     "pass": ("通过", "PASS"),
-    "stop": ("禁止", "STOP"),
+    "stop": ("禁止通行", "STOP"),
     "amber": ("请稍候", "Please wait"),
     "out_of_service": ("暂停服务", "Out of service"),
     "not_recorded": ("未能记录，请联系工作人员", "Not recorded — please call staff"),
@@ -127,9 +133,17 @@ class ScreenState:
 
 
 def _reason_lines(state: ScreenState) -> list[dict[str, str]]:
+    if state.state == "out_of_service":
+        # Which device failed helps the attendant; it says nothing about a visitor.
+        devices = [m for m in (state.message or "").split(",") if m]
+        return [
+            {"code": device, "zh": zh, "en": en}
+            for device in devices
+            for zh, en in [FAULT_TEXT.get(device, OTHER_FAULT)]
+        ]
     # For these states the title says everything; internal reasons (a store failure) would
     # only confuse a visitor.
-    if state.state in ("not_recorded", "closed", "idle", "out_of_service", "pass"):
+    if state.state in ("not_recorded", "closed", "idle", "pass"):
         return []
     lines = []
     for code in state.reasons:
@@ -141,15 +155,19 @@ def _reason_lines(state: ScreenState) -> list[dict[str, str]]:
     return lines
 
 
-def screen_payload(state: ScreenState, hold: float = HOLD_SECONDS) -> dict[str, Any]:
-    """The JSON an event carries: the state as the engine gave it plus the words to show."""
+def screen_payload(
+    state: ScreenState, hold: float | None = HOLD_SECONDS, rest: ScreenState | None = None
+) -> dict[str, Any]:
+    """The JSON an event carries: the state as the engine gave it plus the words to show.
+    `hold` (seconds, None: stays) is how long the page shows it before falling back to `rest`,
+    the door's resting state, which the payload carries along (without a rest of its own)."""
     zh, en = STATE_TITLE[state.state]
     if state.state == "amber" and state.message is not None and state.message in MESSAGE_TITLE:
         zh, en = MESSAGE_TITLE[state.message]
     temperature = state.temperature_c
     if temperature is not None and not math.isfinite(temperature):
         temperature = None
-    return {
+    payload: dict[str, Any] = {
         "state": state.state,
         "reasons": list(state.reasons),
         "temperature_c": temperature,
@@ -157,47 +175,88 @@ def screen_payload(state: ScreenState, hold: float = HOLD_SECONDS) -> dict[str, 
         "at": state.at,
         "title": {"zh": zh, "en": en},
         "lines": _reason_lines(state),
-        "hold_ms": None if state.state in STICKY else round(hold * 1000),
+        "hold_ms": None if hold is None else max(0, round(hold * 1000)),
     }
+    if hold is not None and rest is not None:
+        payload["rest"] = screen_payload(rest, None)
+    return payload
 
 
-_CLOSED = object()
+def same_look(a: ScreenState, b: ScreenState) -> bool:
+    """Whether two states show the same thing (their time aside)."""
+    return (a.state, tuple(a.reasons), a.temperature_c, a.message) == (
+        b.state,
+        tuple(b.reasons),
+        b.temperature_c,
+        b.message,
+    )
 
 
 class ScreenHub:
-    """Fans screen states out to every connected page and remembers the last one."""
+    """Fans screen states out to every connected page and remembers what is shown.
+
+    Two layers: the door's *resting* state (idle; or out of service, venue closed, cannot verify
+    now, not recorded: conditions of the door, set by the app with `set_resting`) and *transient*
+    states about one visitor (`show`: pass, stop, measure again...), which last `hold` seconds
+    and then give way to the resting state, on the page and in the hub alike.
+    """
 
     def __init__(self, *, hold: float = HOLD_SECONDS, clock: Callable[[], float] = time.time):
         self.hold = hold
         self._clock = clock
-        self._last = ScreenState("idle", at=clock())
+        self._resting = ScreenState("idle", at=clock())
+        self._transient: ScreenState | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._decisions: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         self._closed = False
         self.last_decision_at: float | None = None
+        self.shown = 0
 
     @property
     def clients(self) -> int:
         return len(self._subscribers)
 
     @property
+    def resting(self) -> ScreenState:
+        return self._resting
+
+    def _live_transient(self) -> ScreenState | None:
+        state = self._transient
+        if state is not None and self._clock() - state.at < self.hold:
+            return state
+        return None
+
+    @property
     def last(self) -> ScreenState:
-        """The state a page connecting now should show (idle once a transient state expired)."""
-        state = self._last
-        if state.state not in STICKY and self._clock() - state.at >= self.hold:
-            return ScreenState("idle", at=state.at + self.hold)
-        return state
+        """The state a page connecting now should show."""
+        return self._live_transient() or self._resting
 
     def show(self, state: ScreenState) -> None:
-        """Push `state` to every connected page now. Never blocks and never raises for a slow
-        page: each page's queue keeps only the newest states (older ones are moot)."""
-        self._last = state
-        payload = screen_payload(state, self.hold)
-        for queue in self._subscribers:
-            _offer(queue, payload)
+        """Show a visitor's state for `hold` seconds, pushed to every connected page now. Never
+        blocks and never raises for a slow page: each page's queue keeps only the newest states
+        (older ones are moot)."""
+        self._transient = state
+        self.shown += 1
+        self._push(screen_payload(state, self.hold, self._resting))
+
+    def set_resting(self, state: ScreenState) -> None:
+        """What the door shows between visitors. A change is pushed at once; a visitor's state
+        on screen stays for the rest of its time and then gives way to the new one."""
+        if same_look(state, self._resting):
+            return
+        self._resting = state
+        self._push(self.current_payload())
 
     def current_payload(self) -> dict[str, Any]:
-        return screen_payload(self.last, self.hold)
+        transient = self._live_transient()
+        if transient is None:
+            return screen_payload(self._resting, None)
+        remaining = self.hold - (self._clock() - transient.at)
+        return screen_payload(transient, remaining, self._resting)
+
+    def _push(self, payload: dict[str, Any]) -> None:
+        for queue in self._subscribers:
+            _offer(queue, payload)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(8)

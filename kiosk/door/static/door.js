@@ -82,16 +82,16 @@
       temperature.hidden = true;
       temperature.textContent = "";
     }
-    const known = p.state === "amber" && ["measure_again", "cannot_verify"].includes(p.message);
-    if (p.message && !known) {
-      message.textContent = p.message;
-      message.hidden = false;
-    } else {
-      message.hidden = true;
-    }
+    // `message` is a key the server already turned into the title and lines; a page for
+    // visitors shows no raw keys.
+    message.hidden = true;
     clearTimeout(holdTimer);
     holdTimer = null;
-    if (p.hold_ms) holdTimer = setTimeout(() => render(IDLE), p.hold_ms);
+    // A visitor's state gives way to the door's resting state (idle, or a door condition).
+    if (typeof p.hold_ms === "number") {
+      const rest = p.rest || IDLE;
+      holdTimer = setTimeout(() => render(rest), p.hold_ms);
+    }
   }
 
   function onState(p) {
@@ -100,13 +100,16 @@
     const shown = performance.timeOrigin + performance.now();
     stats.last = p;
     stats.count += 1;
-    if (typeof p.at === "number") {
+    // The same state again (a reconnect, or a new resting state behind it) is no new event.
+    if (typeof p.at === "number" && p.at !== lastAt) {
       stats.latencies.push({ state: p.state, received_ms: received - p.at * 1000,
         shown_ms: shown - p.at * 1000 });
       if (stats.latencies.length > 100) stats.latencies.shift();
     }
     // A reconnect replays the current state; it has been heard already.
-    if (p.at !== lastAt && SOUNDS[p.state]) SOUNDS[p.state]();
+    // Sounds belong to a visitor's moment, not to the door's resting state.
+    const transient = typeof p.hold_ms === "number";
+    if (transient && p.at !== lastAt && SOUNDS[p.state]) SOUNDS[p.state]();
     lastAt = p.at;
   }
 
