@@ -95,6 +95,11 @@ class Door:
         return await self.engine.decide_due()
 
 
+def files_bytes(folder: Path) -> bytes:
+    """The database, its WAL and anything else SQLite left in `folder`."""
+    return b"".join(p.read_bytes() for p in folder.iterdir() if p.name.startswith("entries"))
+
+
 @pytest.fixture
 async def door(tmp_path: Path) -> Door:
     log = await EntryLog.open(tmp_path / "entries.db", kiosk_id="k-1", venue_id="v-1")
@@ -145,7 +150,7 @@ async def test_nothing_of_the_code_reaches_the_database_file(door: Door, tmp_pat
     text = door.issuer.code("green", int(NOW), sub=sub)
     await door.visit(text, 36.5, Mask.ON)
     await door.log.close()
-    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("entries"))
+    stored = files_bytes(tmp_path)
     assert sub.encode() not in stored
     assert text.split(".")[1].encode() not in stored  # not even the payload part
 
