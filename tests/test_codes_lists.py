@@ -144,9 +144,7 @@ def test_revocation_list_revokes_by_hash_of_iss_and_sub(tmp_path: Path) -> None:
         ({"updated": 0, "revoked": ["g" * 64]}, "revoked[0]"),
     ],
 )
-def test_bad_revocation_lists_say_what_is_wrong(
-    tmp_path: Path, doc: Any, problem: str
-) -> None:
+def test_bad_revocation_lists_say_what_is_wrong(tmp_path: Path, doc: Any, problem: str) -> None:
     path = write(tmp_path, "revoked.json", json.dumps(doc))
     with pytest.raises(DataFileError) as caught:
         load_revocation_list(path)

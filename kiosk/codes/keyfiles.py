@@ -132,7 +132,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         raise DataFileError(f"{path}: not a PEM private key (PKCS#8)") from None
     if not isinstance(private_key, Ed25519PrivateKey):
         kind = type(private_key).__name__.removesuffix("PrivateKey").lstrip("_")
-        raise DataFileError(f"{path}: a {kind} key; VHC1 codes are signed with Ed25519")
+        raise DataFileError(f"{path}: not an Ed25519 key ({kind}); VHC1 codes use Ed25519")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s: private key file is open to other users (mode %o)", path, mode & 0o777)
     return private_key

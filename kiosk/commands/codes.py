@@ -119,19 +119,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _sub(given: str | None) -> str:
-    if given is None:
-        sub = random_sub()
-        print(f"sub: {sub} (random)", file=sys.stderr)
-        return sub
+def _check_sub(given: str) -> str:
     if not is_subject_id(given):
         raise KioskError(f"--sub {given!r}: must be 1 to 64 characters of A-Z a-z 0-9 _ -")
-    if len(given) < RECOMMENDED_MIN_SUB_CHARS:
-        print(
-            f"warning: --sub has {len(given)} characters; issuers should give at least 96"
-            " random bits (16 or more characters) so revocation hashes cannot be reversed",
-            file=sys.stderr,
-        )
     return given
 
 
@@ -149,7 +139,7 @@ def run_issue(args: argparse.Namespace) -> int:
     iss = check_issuer(args.issuer) if args.issuer is not None else None
     if args.kid is not None and not args.kid:
         raise KioskError("--kid: must not be empty")
-    sub = _sub(args.sub)
+    sub = _check_sub(args.sub) if args.sub is not None else random_sub()
     key = load_issuer_key(args.key, kid=args.kid, iss=iss)
     try:
         text = key.issue(
@@ -159,5 +149,14 @@ def run_issue(args: argparse.Namespace) -> int:
         raise KioskError(str(exc)) from None
     if args.png is not None:
         write_qr_png(text, args.png)
+    # Only now, when the code exists: stderr, so stdout stays the code alone.
+    if args.sub is None:
+        print(f"sub: {sub} (random)", file=sys.stderr)
+    elif len(sub) < RECOMMENDED_MIN_SUB_CHARS:
+        print(
+            f"warning: --sub has {len(sub)} characters; issuers should give at least 96 random"
+            " bits (16 or more characters) so that revocation hashes cannot be reversed",
+            file=sys.stderr,
+        )
     print(text)
     return 0
