@@ -77,7 +77,9 @@ def _code_reasons(visit: VisitFacts, policy: Policy, now: float, fresh: bool) ->
     if policy.max_test_age_hours is not None:
         if claims.nat is None or claims.nat > now + TEST_FUTURE_SKEW_S:
             reasons.append(Reason.TEST_MISSING)
-        elif now - claims.nat > policy.max_test_age_hours * 3600:
+        # Compared, not subtracted: a signed code may carry any integer, and float minus a huge
+        # int overflows where an int/float comparison is exact.
+        elif claims.nat < now - policy.max_test_age_hours * 3600:
             reasons.append(Reason.TEST_TOO_OLD)
     if policy.deny_travel_risk and claims.trv is True:
         reasons.append(Reason.TRAVEL_RISK)

@@ -198,6 +198,8 @@ def test_mask_when_required(mask: Mask, required: bool, expected: tuple[Reason, 
         (int(NOW), ()),
         (int(NOW + TEST_FUTURE_SKEW_S), ()),  # within clock skew: sampled "now"
         (int(NOW + TEST_FUTURE_SKEW_S) + 1, (Reason.TEST_MISSING,)),  # cannot be dated
+        (-(10**400), (Reason.TEST_TOO_OLD,)),  # any signed integer: no float overflow
+        (10**400, (Reason.TEST_MISSING,)),
     ],
 )
 def test_a_recent_negative_test_where_required(
