@@ -42,10 +42,13 @@ Exact semantics, where the spec leaves room (all times are Unix seconds, compare
     reports the published version).
   - clock_skew/skew: `ts` off the receive time by more than 120 s (120.000 s is fine).
 * log_gap/missing_seq: for each `log_id` of the kiosk, take the heartbeats received in the
-  window at least 1 hour before now (exactly 1 hour counts); a seq below the highest `last_seq` they report that the
-  collector does not hold now is missing. `count` = missing seqs; `first`/`last` = receive times of
-  the earliest and latest of those heartbeats that reported a `last_seq` above a missing seq.
-  A seq that arrives later stops being missing (the finding describes the log as it is now).
+  window at least 1 hour before now (exactly 1 hour counts); a seq below the highest `last_seq`
+  they report that the collector does not hold now is missing. `count` = missing seqs;
+  `first`/`last` = receive times of the earliest and latest of those heartbeats that reported a
+  `last_seq` above a missing seq. A seq that arrives late stops being missing (the finding
+  describes the log as it is now). The collector looks only at logs that have a hole below
+  their highest held seq or whose latest heartbeat reports more than it holds, which relies on
+  a log's `last_seq` never going down (a kiosk starts a new `log_id` when its log is replaced).
 * silent_kiosk/silent: the observed part of the window is `[max(since, provisioned_at),
   min(until, now))`. It is cut at every heartbeat receive time; each piece longer than
   `silent_after` (exactly `silent_after` is fine) is a silent stretch. `count` = stretches,
@@ -59,11 +62,11 @@ venue id. Within a unit, findings go by rule, then larger count, then kiosk id a
 from __future__ import annotations
 
 import bisect
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
@@ -92,6 +95,7 @@ LOG_GAP_GRACE_S = 3600
 # thermometer_fault: stuck (enough readings, tiny spread) or too many implausible readings.
 STUCK_MIN_READINGS = 20
 STUCK_MAX_STDDEV_C = 0.05
+STUCK_MAX_VARIANCE_TENTHS = Fraction(1, 4)  # (0.05 °C = 0.5 tenths of a degree)², exactly
 IMPLAUSIBLE_MAX_SHARE = 0.20
 PLAUSIBLE_MIN_C = 34.0
 PLAUSIBLE_MAX_C = 42.5
@@ -206,13 +210,24 @@ def implausible(temperature_c: float) -> bool:
     return temperature_c < PLAUSIBLE_MIN_C or temperature_c > PLAUSIBLE_MAX_C
 
 
-def stuck(readings: int, total: float, total_of_squares: float) -> bool:
-    """At least 20 readings with a population standard deviation under 0.05 °C, from sums."""
+def stuck_from_sums(readings: int, sum_tenths: int, sum_sq_tenths: int) -> bool:
+    """At least 20 readings with a population standard deviation under 0.05 °C, from the sums of
+    the readings in tenths of a degree (readings are whole tenths, so this is exact integer
+    arithmetic: variance < 0.5² tenths² ⟺ 4·(n·Σx² − (Σx)²) < n²)."""
     if readings < STUCK_MIN_READINGS:
         return False
-    mean = total / readings
-    variance = max(0.0, total_of_squares / readings - mean * mean)
-    return variance < STUCK_MAX_STDDEV_C**2
+    spread = readings * sum_sq_tenths - sum_tenths * sum_tenths  # n² times the variance
+    limit = STUCK_MAX_VARIANCE_TENTHS
+    return spread * limit.denominator < limit.numerator * readings * readings
+
+
+def tenths(temperature_c: float) -> int:
+    return round(temperature_c * 10)
+
+
+def stuck(temperatures: Iterable[float]) -> bool:
+    values = [tenths(t) for t in temperatures]
+    return stuck_from_sums(len(values), sum(values), sum(v * v for v in values))
 
 
 def too_many_implausible(readings: int, implausible_readings: int) -> bool:
@@ -401,7 +416,7 @@ def _entry_evidence(
                 ev.add(Kind.REUSE, kiosk_of[entry_id], ts, entry_id)
     for kiosk_id, kiosk_readings in readings.items():
         values = [e.temperature_c for e in kiosk_readings if e.temperature_c is not None]
-        if stuck(len(values), math.fsum(values), math.fsum(v * v for v in values)):
+        if stuck(values):
             for e in kiosk_readings:
                 ev.add(Kind.STUCK, kiosk_id, e.ts, e.id)
         bad = [

@@ -21,6 +21,7 @@ from kiosk.findings import (
     order_findings,
     silent_stretches,
     stuck,
+    stuck_from_sums,
     too_many_implausible,
     trust_stale,
     unit_sort_key,
@@ -29,10 +30,6 @@ from kiosk.findings import (
 T0 = 1_646_470_000.0
 HOUR = 3600.0
 KIOSK = KioskFacts("k-a", "v-a", provisioned_at=T0 - 10 * HOUR)
-
-
-def sums(values: list[float]) -> tuple[int, float, float]:
-    return len(values), sum(values), sum(v * v for v in values)
 
 
 def test_rules_keep_the_spec_order() -> None:
@@ -50,13 +47,14 @@ def test_rules_keep_the_spec_order() -> None:
 
 
 def test_stuck_needs_twenty_readings() -> None:
-    assert not stuck(*sums([36.6] * 19))
-    assert stuck(*sums([36.6] * 20))
+    assert stuck_from_sums(20, 20 * 366, 20 * 366 * 366)
+    assert not stuck(([36.6] * 19))
+    assert stuck(([36.6] * 20))
     # A real thermometer wanders by tenths of a degree.
-    assert not stuck(*sums([36.5, 36.6, 36.7, 36.8] * 10))
+    assert not stuck(([36.5, 36.6, 36.7, 36.8] * 10))
     # Population standard deviation: 0.04 stuck, 0.06 not.
-    assert stuck(*sums([36.56, 36.64] * 10))
-    assert not stuck(*sums([36.54, 36.66] * 10))
+    assert stuck(([36.56, 36.64] * 10))
+    assert not stuck(([36.54, 36.66] * 10))
 
 
 def test_implausible_share_is_over_a_fifth() -> None:
