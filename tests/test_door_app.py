@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from kiosk.demo.frames import camera_frame
+from kiosk.vision.camera import Frame
 from kiosk.demo.kit import StandaloneKit, make_kit
 from kiosk.door.app import DoorApp, DoorRuntime
 from kiosk.door.config import KioskConfig
@@ -55,8 +56,8 @@ class MemoryCamera:
     async def stop(self) -> None:
         self.stopped += 1
 
-    async def get(self) -> Any:
-        return await self.frames.get()
+    async def next_frame(self) -> Any:
+        return Frame(await self.frames.get(), time.monotonic(), 0)
 
     def show(self, *texts: str) -> None:
         self.frames.put_nowait(camera_frame(list(texts), size=(640, 480)))

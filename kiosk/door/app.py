@@ -346,8 +346,12 @@ class DoorApp:
     async def _frame_loop(self, parts: DoorParts, pool: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            frame = await parts.camera.get()
-            texts = await loop.run_in_executor(pool, decode_frame, frame)
+            frame = await parts.camera.next_frame()
+            if frame is None:
+                # A replay without `loop` has ended (tests, demos): the door stays up, idle.
+                log.info("the camera's replay has ended", extra={"event": "replay_ended"})
+                return
+            texts = await loop.run_in_executor(pool, decode_frame, frame.image)
             parts.engine.on_frame_texts(texts)
 
     async def _tick(self, parts: DoorParts, standalone: StandaloneKnowledge | None) -> None:

@@ -217,6 +217,13 @@ class SimulatedThermometerSettings(_Section):
         le=3600,
         description="also measure every interval; unset: one reading per visit only",
     )
+    readings: list[Annotated[float, Field(ge=-50, le=100, allow_inf_nan=False)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="readings given in turn, then again from the first (a scripted demo); "
+        "unset: random",
+    )
 
 
 class ThermometerSection(_Section):
@@ -242,6 +249,12 @@ class SimulatedMaskSettings(_Section):
         default=0.05, ge=0, le=1, description="share of visitors without a mask"
     )
     seed: int | None = Field(default=None, description="random seed; set it for a repeatable demo")
+    states: list[Literal["on", "off"]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="mask states given in turn, then again (a scripted demo); unset: random",
+    )
 
 
 class MaskSection(_Section):

@@ -1,5 +1,6 @@
 """The door's view of the camera: the narrow interface the app reads frames through, and the
-adapter onto kiosk.vision (capture threads, reopen with backoff, decoders), which owns the work.
+adapter onto kiosk.vision (capture thread, drop-oldest queue, reopen with backoff, decoders),
+which owns that work.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from kiosk.door.config import CameraSection
 CameraState = Literal["ok", "fault"]
 
 
+class CapturedFrame(Protocol):
+    @property
+    def image(self) -> Any: ...
+
+
 class FrameSource(Protocol):
     """Frames in capture order from a bounded queue that drops the oldest; a failing source says
-    `fault` with a readable `detail` and keeps trying to reopen by itself."""
+    `fault` with a readable `detail` and keeps trying to reopen by itself
+    (kiosk.vision.camera.Camera is the real one)."""
 
     @property
     def state(self) -> CameraState: ...
@@ -27,17 +34,19 @@ class FrameSource(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def get(self) -> Any:
-        """The next frame (a numpy image); waits while there is none."""
+    async def next_frame(self) -> CapturedFrame | None:
+        """The next frame, waiting for one; None once a replay without `loop` has ended."""
 
 
-def decode_frame(frame: Any) -> list[str]:
-    """Every QR text in `frame`; blocking, so the app runs it in its decode thread."""
+def decode_frame(image: Any) -> list[str]:
+    """Every QR text in a frame's image; blocking, so the app runs it in its decode thread."""
     from kiosk.vision.decode import read_qr_texts
 
-    return read_qr_texts(frame)
+    return read_qr_texts(image)
 
 
 def build_camera(section: CameraSection) -> FrameSource:
     """The camera the [camera] section describes."""
-    raise NotImplementedError("waiting for kiosk.vision.camera")
+    from kiosk.vision.camera import build_camera as vision_camera
+
+    return vision_camera(section)

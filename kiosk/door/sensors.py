@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
@@ -202,7 +203,8 @@ class HttpThermometer(_Thermometer):
 
 
 class SimulatedThermometer(_Thermometer):
-    """Plausible readings for the demo: one per visit (and optionally one every `interval`)."""
+    """Plausible readings for the demo: one per visit (and optionally one every `interval`),
+    random, or the scripted `readings` in turn."""
 
     def __init__(
         self,
@@ -211,6 +213,7 @@ class SimulatedThermometer(_Thermometer):
         seed: int | None = None,
         interval: float | None = None,
         offset_c: float = 0.0,
+        readings: Sequence[float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(offset_c=offset_c, clock=clock)
@@ -219,10 +222,13 @@ class SimulatedThermometer(_Thermometer):
         self.fever_share = fever_share
         self.interval = interval
         self._random = random.Random(seed)
+        self._script = itertools.cycle(list(readings)) if readings else None
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> float:
         """One raw reading in °C, rounded to 0.1 as a real thermometer displays it."""
+        if self._script is not None:
+            return float(next(self._script))
         low, high = FEVER_RANGE_C if self._random.random() < self.fever_share else NORMAL_RANGE_C
         return round(self._random.uniform(low, high), 1)
 
@@ -405,11 +411,14 @@ class AttendantMask(HttpMask):
 
 
 class SimulatedMask(_Mask):
+    """A mask state per visit: random, or the scripted `states` in turn."""
+
     def __init__(
         self,
         *,
         off_share: float = 0.05,
         seed: int | None = None,
+        states: Sequence[Mask | str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(clock=clock)
@@ -417,9 +426,13 @@ class SimulatedMask(_Mask):
             raise ValueError("off_share must be between 0 and 1")
         self.off_share = off_share
         self._random = random.Random(seed)
+        self._script = itertools.cycle([Mask(s) for s in states]) if states else None
 
     def observe_now(self) -> MaskReading:
-        mask = Mask.OFF if self._random.random() < self.off_share else Mask.ON
+        if self._script is not None:
+            mask = next(self._script)
+        else:
+            mask = Mask.OFF if self._random.random() < self.off_share else Mask.ON
         reading = MaskReading(mask, self._clock())
         self._deliver(reading)
         return reading
@@ -445,6 +458,7 @@ def build_thermometer(section: ThermometerSection) -> AnyThermometer:
             seed=sim.seed,
             interval=sim.interval,
             offset_c=section.offset_c,
+            readings=sim.readings,
         )
     return HttpThermometer(offset_c=section.offset_c)
 
@@ -452,7 +466,8 @@ def build_thermometer(section: ThermometerSection) -> AnyThermometer:
 def build_mask(section: MaskSection) -> AnyMask:
     """The mask input the [mask] section describes."""
     if section.source == "simulated":
-        return SimulatedMask(off_share=section.simulated.off_share, seed=section.simulated.seed)
+        sim = section.simulated
+        return SimulatedMask(off_share=sim.off_share, seed=sim.seed, states=sim.states)
     if section.source == "attendant":
         return AttendantMask()
     return HttpMask()
