@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from kiosk.demo.frames import camera_frame
-from kiosk.vision.camera import Frame
 from kiosk.demo.kit import StandaloneKit, make_kit
 from kiosk.door.app import DoorApp, DoorRuntime
 from kiosk.door.config import KioskConfig
@@ -28,6 +27,7 @@ from kiosk.door.engine import DecisionEvent
 from kiosk.door.knowledge import save_cached_doc
 from kiosk.door.notify import Notifier
 from kiosk.door.store import EntryLog
+from kiosk.vision.camera import Frame
 from kiosk.wire import Heartbeat
 
 
