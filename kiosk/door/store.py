@@ -367,6 +367,16 @@ class EntryLog:
         )
         return [json.loads(row[0]) for row in rows]
 
+    async def unsent_bodies(self, limit: int) -> list[tuple[str, str]]:
+        """(id, stored canonical JSON) of up to `limit` entries not yet sent nor set aside, lowest
+        seq first: what sync sends, byte for byte, without parsing or re-serialising it."""
+        rows = await self._read(
+            "SELECT id, body FROM entries WHERE sent = 0 AND set_aside IS NULL "
+            "ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     async def stats(self) -> LogStats:
         rows = await self._read(
             "SELECT (SELECT COUNT(*) FROM entries WHERE sent = 0 AND set_aside IS NULL), "
