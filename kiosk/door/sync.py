@@ -1,0 +1,554 @@
+"""The kiosk's side of sync-api.md: store-and-forward of the entry log, heartbeats and the kiosk
+configuration, as one owned background service of the door process.
+
+- Entries: oldest first, in batches of up to 1,000 (and under the 1 MiB body limit), sent as the
+  exact canonical JSON the log chained. Marked sent only after a `200`; retried after network
+  errors and 5xx with capped exponential backoff and jitter; `400` with an index sets aside that
+  one entry and resends the rest; `413` splits the batch; `401`/`403` keep the batch, raise an
+  alert and retry later. A backlog drains without pauses between batches; when the log is empty
+  the loop waits for the next entry (`entry_written`) or `sync_interval`. Delivery is
+  at-least-once and the collector is idempotent by id, so exactly-once holds at the collector:
+  an answer lost on the way back only makes the next attempt count duplicates.
+- Heartbeats every `heartbeat_interval` with the spec's members (`DoorRuntime.heartbeat`).
+- Configuration every `config_interval` with `If-None-Match`: a new document is validated, applied
+  without a restart (one `KnowledgeHolder.replace`) and cached on disk; a `304` counts as a
+  successful refresh (trust age restarts); a bad document keeps the knowledge in force.
+- The clock offset is measured at every exchange (`sync_clock`) and handed to the engine.
+
+All network trouble arrives as outcomes from `sync_transport` (the one boundary); nothing raises
+out of the loops, and all delivery state lives in the SQLite log, so a restart simply resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from kiosk.door.config import KioskConfig
+from kiosk.door.knowledge import KnowledgeHolder, from_collector_doc, save_cached_doc
+from kiosk.door.store import EntryLog, StoreError
+from kiosk.door.sync_clock import OffsetEstimator
+from kiosk.door.sync_transport import (
+    BadEntry,
+    CollectorClient,
+    ConfigFetched,
+    ConfigUnchanged,
+    Delivered,
+    Refused,
+    Rejected,
+    RetryLater,
+    Stored,
+    TokenFile,
+    TooLarge,
+)
+from kiosk.errors import KioskError
+from kiosk.wire import MAX_BATCH_ENTRIES, MAX_BODY_BYTES, KioskConfigDoc
+
+log = logging.getLogger(__name__)
+
+_BATCH_HEAD = '{"entries":['
+_BATCH_TAIL = "]}"
+_SET_ASIDE_WHY_CHARS = 200
+
+
+class _OffsetSink(Protocol):
+    def set(self, offset_ms: int | None) -> None: ...
+
+
+class SyncRuntime(Protocol):
+    """What sync needs from the door process (`kiosk.door.app.DoorRuntime` provides it)."""
+
+    @property
+    def config(self) -> KioskConfig: ...
+    @property
+    def entry_log(self) -> EntryLog: ...
+    @property
+    def knowledge(self) -> KnowledgeHolder: ...
+    @property
+    def clock_offset(self) -> _OffsetSink: ...
+    @property
+    def entry_written(self) -> asyncio.Event: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    async def heartbeat(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff after a failure: base·2^n seconds, capped, each wait drawn from [½, 1] of it."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+
+
+class Backoff:
+    def __init__(self, policy: RetryPolicy, rng: Callable[[], float] = random.random) -> None:
+        self._policy = policy
+        self._rng = rng
+        self.failures = 0
+
+    def next_delay(self, at_least: float | None = None, cap: float | None = None) -> float:
+        limit = self._policy.cap_s if cap is None else min(cap, self._policy.cap_s)
+        ceiling = min(limit, self._policy.base_s * float(2 ** min(self.failures, 30)))
+        self.failures += 1
+        # Jitter keeps a street of kiosks that lost the collector together from returning in step.
+        delay = ceiling * (0.5 + 0.5 * self._rng())
+        if at_least is not None:
+            delay = max(delay, min(at_least, limit))
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    kind: str  # unreachable, timeout, connection_lost, tls, busy, server_error, network,
+    # protocol, refused, rejected, too_large, store
+    detail: str
+    retry_after: float | None = None
+
+
+@dataclass
+class SyncStatus:
+    """What the attendant's page and the logs say about the link to the collector."""
+
+    collector: str = "unknown"  # ok, unreachable, refused, rejected
+    alert: str | None = None  # a problem a person must fix (token, certificate, URL, ...)
+    since: float | None = None  # wall time the current `collector` state began
+    last_error: str | None = None
+    last_contact: float | None = None
+    sent: int = 0
+    duplicates: int = 0
+    set_aside: int = 0
+    batches: int = 0
+    config: str = "not fetched"
+    config_applied_at: float | None = None
+    clock_offset_ms: int | None = None
+    clock_uncertainty_ms: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class SyncService:
+    """Owned by the door app: `await run()` until cancelled. Tests and benchmarks drive the same
+    object with `drain()`, `send_heartbeat()` and `pull_config()`."""
+
+    def __init__(
+        self,
+        runtime: SyncRuntime,
+        *,
+        retry: RetryPolicy | None = None,
+        batch_limit: int = MAX_BATCH_ENTRIES,
+        body_limit: int = MAX_BODY_BYTES,
+    ) -> None:
+        settings = runtime.config.collector
+        if settings.url is None or settings.token_file is None:
+            raise ValueError("sync needs collector.url and collector.token_file")
+        self._runtime = runtime
+        self._settings = settings
+        self._log = runtime.entry_log
+        self._clock = runtime.clock
+        self._retry = retry or RetryPolicy()
+        self.batch_limit = max(1, min(batch_limit, MAX_BATCH_ENTRIES))
+        self._body_limit = body_limit
+        self.client = CollectorClient(
+            settings.url,
+            TokenFile(settings.token_file),
+            ca_file=settings.ca_file,
+            timeout=settings.timeout,
+            offset=OffsetEstimator(),
+            clock=runtime.clock,
+        )
+        self.status = SyncStatus()
+        self._etag: str | None = None
+        self._config_raw: dict[str, Any] | None = None
+        self._config_failed = self._heartbeat_failed = False
+        self._config_wake = asyncio.Event()
+        self._heartbeat_wake = asyncio.Event()
+        self._mismatch_logged = False
+
+    @property
+    def state_dir(self) -> Path:
+        return self._runtime.config.kiosk.state_dir
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._entries_loop(), name="sync-entries")
+                group.create_task(self._heartbeat_loop(), name="sync-heartbeat")
+                group.create_task(self._config_loop(), name="sync-config")
+        finally:
+            await self.client.close()
+
+    async def _entries_loop(self) -> None:
+        backoff = Backoff(self._retry)
+        wake = self._runtime.entry_written
+        while True:
+            failure = await _guarded("sending entries", self.drain)
+            if failure is None:
+                backoff.reset()
+                # Idle: the next entry wakes us at once; the interval is the safety net.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._settings.sync_interval)
+            else:
+                await asyncio.sleep(backoff.next_delay(failure.retry_after))
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self._settings.heartbeat_interval
+        next_at = time.monotonic()
+        while True:
+            failure = await _guarded("sending a heartbeat", self.send_heartbeat)
+            self._heartbeat_failed = failure is not None
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # a slow exchange: keep the rhythm, skip the missed beats
+                next_at = now + interval
+            # A collector seen again by another loop hears from us at once.
+            await self._wait(self._heartbeat_wake, next_at - now)
+
+    async def _config_loop(self) -> None:
+        backoff = Backoff(self._retry)
+        interval = self._settings.config_interval
+        while True:
+            failure = await _guarded("pulling the configuration", self.pull_config)
+            self._config_failed = failure is not None
+            if failure is None:
+                backoff.reset()
+                delay = interval
+            else:
+                delay = backoff.next_delay(failure.retry_after, cap=interval)
+            # A collector seen again by another loop cuts a failed pull's wait short.
+            await self._wait(self._config_wake, delay)
+
+    @staticmethod
+    async def _wait(wake: asyncio.Event, seconds: float) -> None:
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
+
+    # -- entries --------------------------------------------------------------------------
+
+    async def drain(self) -> _Failure | None:
+        """Send every unsent entry; None once the log has none left, else why it stopped."""
+        wake = self._runtime.entry_written
+        while True:
+            wake.clear()  # before reading: an entry written from here on wakes the idle wait
+            try:
+                rows = await self._log.unsent_bodies(self.batch_limit)
+            except StoreError as exc:
+                return self._store_failed("reading unsent entries", exc)
+            if not rows:
+                return None
+            failure = await self._deliver(rows)
+            if failure is not None:
+                return failure
+
+    async def _deliver(self, rows: list[tuple[str, str]]) -> _Failure | None:
+        pending = deque(_split_by_size(rows, self._body_limit))
+        while pending:
+            batch = pending.popleft()
+            outcome = await self.client.send_entries(_batch_body(batch))
+            self._note_clock()
+            ids = [entry_id for entry_id, _ in batch]
+            if isinstance(outcome, Stored):
+                self._contact_ok()
+                try:
+                    await self._log.mark_sent(ids)
+                except StoreError as exc:  # stored there: resent later, counted as duplicates
+                    return self._store_failed("marking entries sent", exc)
+                self.status.sent += len(batch)
+                self.status.batches += 1
+                self.status.duplicates += outcome.duplicates or 0
+            elif isinstance(outcome, BadEntry) and outcome.index < len(batch):
+                self._contact_ok()
+                bad = ids[outcome.index]
+                why = f"{outcome.error}: {outcome.detail}"[:_SET_ASIDE_WHY_CHARS]
+                try:
+                    await self._log.set_aside(bad, why)
+                except StoreError as exc:
+                    return self._store_failed("setting an entry aside", exc)
+                self.status.set_aside += 1
+                log.error(
+                    "the collector refused entry %s (%s); set it aside and sending the rest",
+                    bad,
+                    why,
+                    extra={"event": "entry_set_aside", "entry_id": bad},
+                )
+                rest = batch[: outcome.index] + batch[outcome.index + 1 :]
+                if rest:
+                    pending.appendleft(rest)
+            elif isinstance(outcome, TooLarge) and len(batch) > 1:
+                self._contact_ok()
+                middle = len(batch) // 2
+                pending.appendleft(batch[middle:])
+                pending.appendleft(batch[:middle])
+                log.info(
+                    "the collector found a batch of %d too large (%s); sending it in halves",
+                    len(batch),
+                    outcome.detail,
+                    extra={"event": "batch_split", "entries": len(batch)},
+                )
+            elif isinstance(outcome, TooLarge):
+                # One entry refused as too large: nothing left to split. Keep it (never drop an
+                # entry on a guess; a collector that small refuses every entry) and alert.
+                return self._failed(
+                    Rejected(
+                        413, "too_large", f"a single entry is over its limit: {outcome.detail}"
+                    )
+                )
+            elif isinstance(outcome, BadEntry):
+                return self._failed(
+                    Rejected(
+                        400,
+                        outcome.error,
+                        f"names entry index {outcome.index} of a batch of {len(batch)}: "
+                        f"{outcome.detail}",
+                    )
+                )
+            else:
+                return self._failed(outcome)
+        return None
+
+    # -- heartbeats -----------------------------------------------------------------------
+
+    async def send_heartbeat(self) -> _Failure | None:
+        try:
+            members = await self._runtime.heartbeat()
+        except StoreError as exc:
+            return self._store_failed("reading the log for a heartbeat", exc)
+        outcome = await self.client.send_heartbeat(members)
+        self._note_clock()
+        if isinstance(outcome, Delivered):
+            self._contact_ok()
+            return None
+        return self._failed(outcome, what="heartbeat")
+
+    # -- configuration --------------------------------------------------------------------
+
+    async def pull_config(self) -> _Failure | None:
+        outcome = await self.client.fetch_config(self._etag)
+        self._note_clock()
+        if isinstance(outcome, ConfigFetched):
+            self._contact_ok()
+            return await self._apply_config(outcome.raw, outcome.etag)
+        if isinstance(outcome, ConfigUnchanged):
+            self._contact_ok()
+            await self._config_still_good()
+            return None
+        return self._failed(outcome, what="configuration")
+
+    async def _apply_config(self, raw: dict[str, Any], etag: str | None) -> _Failure | None:
+        now = self._clock()
+        holder = self._runtime.knowledge
+        try:
+            doc = KioskConfigDoc.model_validate(raw)
+            knowledge = from_collector_doc(doc, refreshed_at=now)
+        except (ValidationError, KioskError) as exc:
+            problem = _validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
+            kept = holder.current().policy.version
+            log.error(
+                "the collector's configuration is unusable (%s); keeping policy %s and the "
+                "lists in force",
+                problem,
+                kept,
+                extra={"event": "config_rejected"},
+            )
+            self.status.config = f"rejected: {problem}"[:300]
+            return _Failure("rejected", f"configuration unusable: {problem}")
+        self._check_identity(doc)
+        holder.replace(knowledge)
+        self._etag, self._config_raw = etag, raw
+        self.status.config = f"applied {doc.policy_version}"
+        self.status.config_applied_at = now
+        log.info(
+            "applied the collector's configuration: policy %s, %d trusted keys, %d revoked, "
+            "unit %s",
+            doc.policy_version,
+            len(knowledge.trust),
+            len(knowledge.revocation.revoked),
+            doc.unit_status,
+            extra={"event": "config_applied", "policy_version": doc.policy_version},
+        )
+        return await self._save_cache(raw, now)
+
+    async def _config_still_good(self) -> None:
+        """A 304: what is in force is what the collector publishes, so the lists count as
+        refreshed now (trust age restarts, here and in the cache for an offline restart)."""
+        now = self._clock()
+        holder = self._runtime.knowledge
+        current = holder.current()
+        if current.source == "collector":
+            holder.replace(dataclasses.replace(current, trust_updated_at=now))
+        self.status.config = "unchanged"
+        if self._config_raw is not None:
+            await self._save_cache(self._config_raw, now)
+
+    async def _save_cache(self, raw: dict[str, Any], refreshed_at: float) -> _Failure | None:
+        try:
+            await asyncio.to_thread(save_cached_doc, self.state_dir, raw, refreshed_at)
+        except OSError as exc:
+            # In force all the same; only an offline restart would miss it.
+            log.warning(
+                "could not keep the configuration on disk (%s): an offline restart would use "
+                "an older copy",
+                exc.strerror or exc,
+                extra={"event": "config_cache_failed"},
+            )
+        return None
+
+    def _check_identity(self, doc: KioskConfigDoc) -> None:
+        kiosk = self._runtime.config.kiosk
+        if (doc.kiosk_id, doc.venue_id) != (kiosk.id, kiosk.venue_id) and not self._mismatch_logged:
+            self._mismatch_logged = True
+            log.error(
+                "the collector knows this token as kiosk %s at venue %s, but kiosk.id/venue_id "
+                "say %s at %s: its entries will be refused until they match",
+                doc.kiosk_id,
+                doc.venue_id,
+                kiosk.id,
+                kiosk.venue_id,
+                extra={"event": "identity_mismatch"},
+            )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _note_clock(self) -> None:
+        offset = self.client.offset.offset_ms()
+        if offset is not None:
+            self._runtime.clock_offset.set(offset)
+        self.status.clock_offset_ms = offset
+        self.status.clock_uncertainty_ms = self.client.offset.uncertainty_ms()
+
+    def _contact_ok(self) -> None:
+        now = self._clock()
+        self.status.last_contact = now
+        if self.status.collector != "ok":
+            if self.status.collector != "unknown":
+                log.info(
+                    "the collector answers again",
+                    extra={"event": "collector_ok", "after": self.status.collector},
+                )
+            self.status.collector, self.status.since = "ok", now
+            self.status.alert = None
+        if self._config_failed:
+            self._config_wake.set()
+        if self._heartbeat_failed:
+            self._heartbeat_wake.set()
+
+    def _failed(self, outcome: Refused | Rejected | RetryLater, what: str = "entries") -> _Failure:
+        if isinstance(outcome, RetryLater):
+            state, alert = "unreachable", None
+            failure = _Failure(outcome.reason, outcome.detail, outcome.retry_after)
+            if outcome.reason == "tls":
+                alert = f"collector certificate refused: {outcome.detail}; check collector.ca_file"
+        elif isinstance(outcome, Refused):
+            state = "refused"
+            code = "no token" if outcome.status is None else str(outcome.status)
+            alert = (
+                f"the collector refuses this kiosk ({code} {outcome.error}: {outcome.detail}); "
+                "check collector.token_file and the kiosk's provisioning"
+            )
+            failure = _Failure("refused", alert)
+        else:
+            state = "rejected"
+            alert = f"the collector rejects the {what} ({outcome.status} {outcome.error}: "
+            alert += f"{outcome.detail})"
+            failure = _Failure("rejected", alert)
+        self._set_state(state, alert, failure.detail)
+        return failure
+
+    def _store_failed(self, doing: str, exc: StoreError) -> _Failure:
+        log.warning(
+            "sync stopped %s: the entry log failed (%s); retrying later",
+            doing,
+            exc.reason,
+            extra={"event": "sync_store_error", "reason": exc.reason},
+        )
+        return _Failure("store", f"{doing}: {exc.reason}")
+
+    def _set_state(self, state: str, alert: str | None, detail: str) -> None:
+        now = self._clock()
+        changed = (state, alert) != (self.status.collector, self.status.alert)
+        self.status.last_error = detail
+        if not changed:
+            log.debug("collector still %s: %s", state, detail)
+            return
+        if state != self.status.collector:
+            self.status.since = now
+        self.status.collector, self.status.alert = state, alert
+        level = logging.WARNING if alert is None else logging.ERROR
+        log.log(
+            level,
+            "collector %s: %s; entries stay in the local log and are sent later",
+            state,
+            alert or detail,
+            extra={"event": "collector_" + state},
+        )
+
+
+async def run_sync(runtime: SyncRuntime) -> None:
+    """The door service (`kiosk.door.app.DoorService`) that syncs with the collector."""
+    await SyncService(runtime).run()
+
+
+async def _guarded(doing: str, step: Callable[[], Any]) -> _Failure | None:
+    """Run one step of a loop; a bug in it is logged and retried later, never ends sync."""
+    try:
+        result: _Failure | None = await step()
+        return result
+    except Exception as exc:  # the loop must outlive any one bug
+        log.exception("sync failed %s", doing, extra={"event": "sync_bug"})
+        return _Failure("bug", f"{doing}: {type(exc).__name__}")
+
+
+def _batch_body(batch: list[tuple[str, str]]) -> bytes:
+    return (_BATCH_HEAD + ",".join(body for _, body in batch) + _BATCH_TAIL).encode("utf-8")
+
+
+def _body_size(body: str) -> int:
+    return len(body) if body.isascii() else len(body.encode("utf-8"))
+
+
+def _split_by_size(rows: list[tuple[str, str]], limit: int) -> list[list[tuple[str, str]]]:
+    """Consecutive groups whose request bodies stay within `limit` bytes (an entry too big even
+    alone still gets a group of its own: the collector's 413 then says so)."""
+    groups: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+    for row in rows:
+        extra = _body_size(row[1]) + (1 if current else 0)
+        if current and size + extra > limit:
+            groups.append(current)
+            current, size = [], len(_BATCH_HEAD) + len(_BATCH_TAIL)
+            extra = _body_size(row[1])
+        current.append(row)
+        size += extra
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    """Where the document is wrong, without the values (the pseudonym key may be among them)."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
