@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_sync_fake import FAST_RETRY, SyncKit, make_sync_kit
+from test_sync_fake import FAST_RETRY, SyncKit, make_sync_kit, until
 
 from kiosk.door.sync import Backoff, RetryPolicy, SyncService
 from kiosk.wire import MAX_BATCH_ENTRIES
@@ -28,15 +28,6 @@ async def running(service: SyncService) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def until(condition: object, within: float = 5.0) -> None:
-    assert callable(condition)
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def set_aside_rows(path: Path) -> list[tuple[str, str]]:

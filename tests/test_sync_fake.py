@@ -353,6 +353,16 @@ async def kit(tmp_path: Path) -> AsyncIterator[SyncKit]:
         yield made
 
 
+async def until(condition: object, within: float = 5.0) -> None:
+    """Wait until `condition()` holds (polled: what it watches has no event of its own)."""
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
 # -- the fake keeps to the spec ------------------------------------------------------------
 
 
