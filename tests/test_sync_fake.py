@@ -17,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from kiosk.demo.samples import SampleIssuer, new_sample_issuer
+from kiosk.door.app import ClockOffset, DoorRuntime
 from kiosk.door.config import KioskConfig
 from kiosk.door.knowledge import KnowledgeHolder, stale_knowledge
 from kiosk.door.store import EntryDraft, EntryLog
@@ -212,49 +213,6 @@ def config_doc(issuer: SampleIssuer, *, revoked: list[str] | None = None) -> dic
     }
 
 
-class OffsetRecorder:
-    def __init__(self) -> None:
-        self.values: list[int | None] = []
-
-    def set(self, offset_ms: int | None) -> None:
-        self.values.append(offset_ms)
-
-
-@dataclass
-class Runtime:
-    """The door's side of the seam (what `kiosk.door.app.DoorRuntime` gives sync)."""
-
-    config: KioskConfig
-    entry_log: EntryLog
-    knowledge: KnowledgeHolder
-    clock_offset: OffsetRecorder = field(default_factory=OffsetRecorder)
-    entry_written: asyncio.Event = field(default_factory=asyncio.Event)
-    clock: Callable[[], float] = time.time
-    sensors: dict[str, str] = field(
-        default_factory=lambda: {"camera": "ok", "thermometer": "ok", "mask": "ok"}
-    )
-
-    async def heartbeat(self) -> dict[str, Any]:
-        stats = await self.entry_log.stats()
-        now = self.clock()
-        knowledge = self.knowledge.current()
-        from kiosk.wire import format_rfc3339
-
-        return {
-            "kiosk_id": self.config.kiosk.id,
-            "ts": format_rfc3339(now),
-            "log_id": stats.log_id,
-            "last_seq": stats.last_seq,
-            "backlog": stats.backlog,
-            "policy_version": knowledge.policy.version,
-            "sensors": dict(self.sensors),
-            "trust_age_s": knowledge.trust_age_s(now),
-            "set_aside": stats.set_aside,
-            "storage_used_ratio": stats.storage_used_ratio,
-            "software": "kiosk/test",
-        }
-
-
 DRAFT = EntryDraft(
     ts=time.time(),
     code_format="vhc1",
@@ -277,7 +235,7 @@ class SyncKit:
     folder: Path
     token_file: Path
     collector: FakeCollector
-    runtime: Runtime
+    runtime: DoorRuntime
     issuer: SampleIssuer
 
     @property
@@ -339,7 +297,13 @@ async def make_sync_kit(
     entry_log = await EntryLog.open(
         config.kiosk.state_dir / "entries.db", kiosk_id=KIOSK_ID, venue_id=VENUE_ID
     )
-    runtime = Runtime(config, entry_log, KnowledgeHolder(stale_knowledge(config)))
+    runtime = DoorRuntime(
+        config=config,
+        entry_log=entry_log,
+        knowledge=KnowledgeHolder(stale_knowledge(config)),
+        clock_offset=ClockOffset(),
+        sensor_states=lambda: {"camera": "ok", "thermometer": "ok", "mask": "ok"},
+    )
     try:
         yield SyncKit(folder, token_file, fake, runtime, issuer)
     finally:

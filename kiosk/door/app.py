@@ -41,6 +41,7 @@ from kiosk.door.retention import FIRST_RUN_AFTER, retention_loop
 from kiosk.door.screen import ScreenHub, build_local_app
 from kiosk.door.sensors import AnyMask, AnyThermometer, build_mask, build_thermometer
 from kiosk.door.store import EntryLog, StoreError
+from kiosk.door.sync import run_sync
 from kiosk.door.visit import VisitTracker
 from kiosk.errors import KioskError
 from kiosk.wire import format_rfc3339
@@ -76,6 +77,10 @@ class DoorRuntime:
     sensor_states: Callable[[], dict[str, str]]
     clock: Callable[[], float] = time.time
     software: str = f"kiosk/{__version__}"
+    # Set after each committed entry, so sync sends it at once instead of at its next interval.
+    entry_written: asyncio.Event = field(default_factory=asyncio.Event)
+    # Named parts of /api/status a service adds (sync: the collector link and its alerts).
+    status_sources: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     async def heartbeat(self) -> dict[str, Any]:
         """The members of a heartbeat (sync-api.md), as of now."""
@@ -101,10 +106,9 @@ DoorService = Callable[[DoorRuntime], Coroutine[Any, Any, None]]
 
 
 def default_services(config: KioskConfig) -> list[DoorService]:
-    """The services a configuration calls for. Issue 4 adds `kiosk.door.sync` here when
-    `collector.url` is set; until then a collector-mode kiosk decides on its cached
-    configuration (or says "cannot verify now") and keeps every entry for later."""
-    return []
+    """The services a configuration calls for: with `collector.url` set, sync with the
+    collector (kiosk.door.sync); a standalone kiosk has none."""
+    return [] if config.collector.url is None else [run_sync]
 
 
 @dataclass
@@ -250,6 +254,7 @@ class DoorApp:
             clock_offset=offset,
             sensor_states=sensor_states,
         )
+        engine.add_observer(lambda _event: runtime.entry_written.set())
         return DoorParts(
             entry_log=entry_log,
             engine=engine,
@@ -424,6 +429,7 @@ class DoorApp:
             "not_recorded": parts.engine.not_recorded,
             "visits_opened": parts.engine.visits_opened,
             "open_visits": parts.engine.open_visits,
+            **{name: source() for name, source in parts.runtime.status_sources.items()},
         }
 
 

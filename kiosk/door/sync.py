@@ -81,6 +81,8 @@ class SyncRuntime(Protocol):
     def entry_written(self) -> asyncio.Event: ...
     @property
     def clock(self) -> Callable[[], float]: ...
+    @property
+    def status_sources(self) -> dict[str, Callable[[], dict[str, Any]]]: ...
 
     async def heartbeat(self) -> dict[str, Any]: ...
 
@@ -180,6 +182,7 @@ class SyncService:
         self._config_wake = asyncio.Event()
         self._heartbeat_wake = asyncio.Event()
         self._mismatch_logged = False
+        runtime.status_sources["collector"] = self.status.as_dict
 
     @property
     def state_dir(self) -> Path:
