@@ -32,11 +32,17 @@ def kiosk_command() -> list[str]:
 class DoorProcess:
     """`kiosk -v run --config FILE` as a child; `on_line` sees each parsed line as it comes."""
 
-    def __init__(self, config: Path, on_line: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        config: Path,
+        on_line: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        verbose: bool = True,
+    ) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         self.process = subprocess.Popen(
-            [*kiosk_command(), "-v", "run", "--config", str(config)],
+            [*kiosk_command(), *(["-v"] if verbose else []), "run", "--config", str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
