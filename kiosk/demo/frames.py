@@ -35,9 +35,13 @@ def camera_frame(
     height_share: float = 0.6,
     angle_deg: float = 0.0,
     seed: int = 0,
+    module_px: int | None = None,
 ) -> Image:
     """A BGR frame of `size` (width, height) with each code side by side, scaled to
-    `height_share` of the frame height (fewer if they would not fit), rotated by `angle_deg`."""
+    `height_share` of the frame height (fewer if they would not fit), rotated by `angle_deg`.
+
+    With `module_px`, each code is drawn unscaled at that many pixels per module instead (a code
+    far from the camera); it must fit its share of the frame width."""
     width, height = size
     rng = np.random.default_rng(seed)
     frame = np.full((height, width), 128, dtype=np.int16)
@@ -46,14 +50,24 @@ def camera_frame(
     if codes:
         slot = width // len(codes)
         for index, text in enumerate(codes):
-            qr = render_qr(text)
-            side = int(min(height * height_share, slot * 0.9))
-            qr = cv2.resize(qr, (side, side), interpolation=cv2.INTER_AREA)
+            if module_px is not None:
+                qr = render_qr(text, module_px=module_px)
+                side = qr.shape[0]
+                if side > min(height, slot):
+                    raise ValueError(f"a {side} px code does not fit a {slot}×{height} slot")
+            else:
+                qr = render_qr(text)
+                side = int(min(height * height_share, slot * 0.9))
+                qr = np.asarray(
+                    cv2.resize(qr, (side, side), interpolation=cv2.INTER_AREA), dtype=np.uint8
+                )
             x = index * slot + (slot - side) // 2
             y = (height - side) // 2
             frame[y : y + side, x : x + side] = qr
     gray = np.clip(frame, 0, 255).astype(np.uint8)
     if angle_deg:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, 1.0)
-        gray = cv2.warpAffine(gray, matrix, (width, height), borderValue=(128,))
+        gray = np.asarray(
+            cv2.warpAffine(gray, matrix, (width, height), borderValue=(128,)), dtype=np.uint8
+        )
     return np.asarray(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
