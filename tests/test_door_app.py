@@ -328,3 +328,46 @@ async def test_a_port_in_use_is_one_clear_error(kit: StandaloneKit) -> None:
         app = DoorApp(config_of(kit, local_api={"port": port}), camera=MemoryCamera())
         with pytest.raises(KioskError, match=f"cannot listen on 127.0.0.1:{port}"):
             await asyncio.wait_for(app.run(), 10)
+
+
+async def test_a_log_that_refuses_writes_says_not_recorded_and_admits_nobody(
+    kit: StandaloneKit,
+) -> None:
+    async with running(config_of(kit)) as door:
+        assert door.app.parts is not None
+        db = door.app.parts.entry_log._db
+        assert db is not None
+        # As a read-only mount does (file modes prove nothing to root): SQLITE_READONLY.
+        await db.execute("PRAGMA query_only = 1")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(door.url + "events") as stream,
+        ):
+            states = []
+
+            async def until(state: str) -> dict[str, Any]:
+                while True:
+                    line = await asyncio.wait_for(stream.content.readline(), 5)
+                    if line.startswith(b"data: "):
+                        states.append(json.loads(line[6:]))
+                        if states[-1]["state"] == state:
+                            return dict(states[-1])
+
+            await until("idle")
+            door.camera.show(kit.issuer.code("green", int(time.time())))
+            await door.post("api/thermometer", {"celsius": 36.5})
+            await door.post("api/mask", {"mask": "on"})
+            shown = await until("not_recorded")
+            assert shown["title"]["en"] == "Not recorded — please call staff"
+            assert shown.get("rest", shown)["state"] == "not_recorded"  # until a write works
+            assert door.decisions.empty()
+            status = await door.status()
+            assert status["conditions"]["store_failure"] == "read_only"
+            assert (status["decisions"], status["not_recorded"]) == (0, 1)
+            await db.execute("PRAGMA query_only = 0")
+            door.camera.show(kit.issuer.code("green", int(time.time())))
+            await door.post("api/thermometer", {"celsius": 36.5})
+            await door.post("api/mask", {"mask": "on"})
+            entry = await door.next_decision()
+            assert (entry["decision"], entry["seq"]) == ("allow", 1)
+            assert all(s["state"] != "pass" for s in states)  # no PASS without a record

@@ -164,3 +164,7 @@ def test_fifty_frames_make_exactly_the_expected_entries(tmp_path: Path) -> None:
         if entry["subject"]:
             assert entry["subject"].encode() not in stdout
     assert not any(name.endswith((".png", ".jpg")) for name in os.listdir(kit.state))
+    # Long-running logs: every stdout line is one JSON object; the key never appears anywhere.
+    assert all(isinstance(json.loads(raw), dict) for raw in door.raw)
+    key = kit.pseudonym_key_file.read_text().strip().encode()
+    assert key not in stdout and key not in on_disk

@@ -317,3 +317,16 @@ async def test_run_decides_when_the_window_closes_and_stops_cleanly(tmp_path: Pa
     engine.stop()
     await asyncio.wait_for(runner, 5)
     await log.close()
+
+
+async def test_a_full_log_bound_keeps_everything_and_admits_nobody(tmp_path: Path) -> None:
+    log = await EntryLog.open(tmp_path / "e.db", kiosk_id="k-1", venue_id="v-1", max_entries=2)
+    door = Door(log, new_sample_issuer())
+    for _ in range(2):
+        door.later(1)
+        await door.visit(door.issuer.code("red", int(NOW)), 36.5, Mask.ON)
+    door.later(1)
+    assert await door.visit(door.issuer.code("green", int(NOW)), 36.5, Mask.ON) == []
+    await log.close()
+    assert door.screen.kinds == ["stop", "stop", "not_recorded"]
+    assert door.health[-1] == "storage_full"

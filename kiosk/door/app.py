@@ -124,7 +124,6 @@ class DoorParts:
     knowledge: KnowledgeHolder
     conditions: DoorConditions
     runtime: DoorRuntime
-    observers: list[Callable[[DecisionEvent], None]] = field(default_factory=list)
 
 
 class DoorApp:

@@ -255,8 +255,9 @@ class DoorEngine:
                 exc.reason,
                 extra={"event": "not_recorded", "reason": exc.reason},
             )
-            self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
+            # The door's condition first, so the visitor's screen already falls back to it.
             self._store_health(exc.reason)
+            self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
             return None
         self._store_health(None)
         self._tracker.record_decision(visit, decision.allowed, self._monotonic())
@@ -290,8 +291,8 @@ class DoorEngine:
         try:
             entry = await self._log.append(draft)
         except NotRecorded as exc:
-            self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
             self._store_health(exc.reason)
+            self._screen.show(ScreenState(state="not_recorded", reasons=[exc.reason]))
             raise
         self._store_health(None)
         self._screen.show(ScreenState(state="pass", temperature_c=denied["temperature_c"]))
