@@ -107,6 +107,8 @@ async def test_states_are_pushed_to_the_page_as_they_happen(
     client = await aiohttp_client(app_for(parts))
     page = await client.get("/")
     assert page.status == 200 and "请出示健康码" in await page.text()
+    attendant = await client.get("/attendant")
+    assert attendant.status == 200 and "Attendant" in await attendant.text()
     async with client.get("/events") as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert (await next_event(stream))["state"] == "idle"

@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 import threading
-from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from kiosk.wire import format_rfc3339
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes in the line.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -26,7 +27,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 class JsonLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "ts": format_rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": "log",
