@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The collector's fixtures (database_url over SQLite and PostgreSQL, storage, collector).
+pytest_plugins = ["collector_helpers"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KIOSK_SHARED_DIR", REPO.parent / "shared"))
 

@@ -513,6 +513,7 @@ class SqliteStorage:
         self.path = path
         self._writer = _Thread(path, "collector-sqlite-writer")
         self._reader = _Thread(path, "collector-sqlite-reader")
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path, *, now: float) -> SqliteStorage:
@@ -546,6 +547,10 @@ class SqliteStorage:
     # -- Storage --------------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Close both connections; closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         await self._reader.close()
         await self._writer.close()
 

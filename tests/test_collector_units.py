@@ -1,0 +1,153 @@
+"""The collector's pure parts: the fast canonical form against rfc8785, the ingest planner's
+runs and links, region scope by whole segments, ETag matching, database URLs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import rfc8785
+from collector_helpers import LogWriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiosk.collector.batch import BatchRejected, prepare_batch
+from kiosk.collector.canonical import CanonicalizationError, canonical_bytes
+from kiosk.collector.config import parse_database_url, redact_url
+from kiosk.collector.kiosk_config import etag_matches
+from kiosk.collector.storage.base import LINK_BROKEN, LINK_OK, LINK_UNVERIFIED
+from kiosk.collector.storage.plan import Run, neighbour_keys, plan_ingest, run_ranges
+from kiosk.collector.tokens import looks_like_token, new_token, region_covers, region_problem
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_the_fast_canonical_form_is_rfc8785(value: Any) -> None:
+    try:
+        expected: bytes | None = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        expected = None
+    if expected is None:
+        with pytest.raises(CanonicalizationError):
+            canonical_bytes(value)
+    else:
+        assert canonical_bytes(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [37.0, -0.0, 36.6, 1e-7, 1e21, 123456789012345680.0, 0.1 + 0.2, 5e-324]
+)
+def test_numbers_at_the_edges_of_the_fast_path(value: float) -> None:
+    assert canonical_bytes({"t": value}) == rfc8785.dumps({"t": value})
+    assert math.isfinite(value)
+
+
+def rows(entries: list[dict[str, Any]]) -> list[Any]:
+    batch = prepare_batch(
+        {"entries": entries}, kiosk_id="k-a", venue_id="v-a", received_at=0.0
+    )
+    return list(batch.rows)
+
+
+def test_runs_merge_around_a_batch_and_links_use_run_heads() -> None:
+    w = LogWriter("k-a", "v-a")
+    log = w.entries(9)
+    held = [Run(w.log_id, 1, 3, log[2]["chain"]), Run(w.log_id, 7, 9, log[8]["chain"])]
+    new = rows(log[3:5])  # seq 4 and 5: 4 joins the first run, 5 is left before the gap at 6
+    assert run_ranges(new) == {w.log_id: (3, 6)}
+    assert neighbour_keys(new, {w.log_id: held}) == set()
+    plan = plan_ingest(new, {w.log_id: held}, {})
+    assert [n.link for n in plan.new] == [LINK_OK, LINK_OK]
+    assert plan.runs_deleted == [held[0]]
+    assert plan.runs_inserted == [Run(w.log_id, 1, 5, log[4]["chain"])]
+    assert (plan.logs[0].held_added, plan.logs[0].runs_added, plan.logs[0].max_seq) == (2, 0, 5)
+    # Seq 6 then closes the gap: one run, and 7's link needs 7 read back.
+    last = rows([log[5]])
+    runs = {w.log_id: [Run(w.log_id, 1, 5, log[4]["chain"]), held[1]]}
+    assert neighbour_keys(last, runs) == {(w.log_id, 7)}
+    plan = plan_ingest(last, runs, {})
+    assert plan.runs_inserted == [Run(w.log_id, 1, 9, log[8]["chain"])]
+    assert plan.logs[0].runs_added == -1
+
+
+def test_a_batch_out_of_order_is_checked_within_itself() -> None:
+    w = LogWriter("k-a", "v-a")
+    log = w.entries(4)
+    log[2] = {**log[2], "chain": "0" * 64}
+    plan = plan_ingest(rows([log[3], log[1], log[0], log[2]]), {}, {})
+    links = {n.row.seq: n.link for n in plan.new}
+    assert links == {1: LINK_OK, 2: LINK_OK, 3: LINK_BROKEN, 4: LINK_BROKEN}
+    seqs_only = plan_ingest(rows([log[3]]), {}, {})
+    assert seqs_only.new[0].link == LINK_UNVERIFIED
+
+
+def test_prepare_batch_refuses_with_the_first_problem() -> None:
+    w = LogWriter("k-a", "v-a")
+    entries = w.entries(3)
+    with pytest.raises(BatchRejected) as caught:
+        prepare_batch({"entries": [entries[0], {**entries[1], "kiosk_id": "k-b"}, {}]},
+                      kiosk_id="k-a", venue_id="v-a", received_at=0)
+    assert caught.value.status == 403
+    with pytest.raises(BatchRejected) as caught:
+        prepare_batch({"entries": [entries[0], {}, {**entries[2], "kiosk_id": "k-b"}]},
+                      kiosk_id="k-a", venue_id="v-a", received_at=0)
+    assert (caught.value.status, caught.value.index) == (400, 1)
+    with pytest.raises(BatchRejected) as caught:
+        prepare_batch({"entries": [{**entries[0], "big": 2**60}]}, kiosk_id="k-a",
+                      venue_id="v-a", received_at=0)
+    assert (caught.value.status, caught.value.index) == (400, 0)  # no RFC 8785 form
+
+
+@pytest.mark.parametrize(
+    ("scope", "region", "covered"),
+    [
+        ("city/d1", "city/d1", True),
+        ("city/d1", "city/d1/x", True),
+        ("city/d1", "city/d10", False),
+        ("city/d1", "city", False),
+        ("city", "city/d10/y", True),
+        ("city/d_1", "city/dx1", False),
+    ],
+)
+def test_region_scope_is_by_whole_segments(scope: str, region: str, covered: bool) -> None:
+    assert region_covers(scope, region) is covered
+
+
+def test_region_paths_and_tokens() -> None:
+    assert region_problem("harbin/daowai") is None
+    for bad in ("", "/harbin", "harbin/", "a//b", "Harbin", "a b", "a/../b", "x" * 201):
+        assert region_problem(bad) is not None, bad
+    token = new_token()
+    assert looks_like_token(token) and len(token) == 43
+    assert not looks_like_token(token + "=") and not looks_like_token(token[:-1] + "!")
+
+
+def test_etag_matching() -> None:
+    assert etag_matches('"a"', '"a"')
+    assert etag_matches('W/"a"', '"a"')
+    assert etag_matches('"b", "a"', '"a"')
+    assert etag_matches("*", '"a"')
+    assert not etag_matches('"b"', '"a"')
+    assert not etag_matches(None, '"a"')
+
+
+def test_database_urls() -> None:
+    assert parse_database_url("sqlite:////var/lib/c.db").sqlite_path.as_posix() == "/var/lib/c.db"
+    assert parse_database_url("postgresql://kiosk@db/kiosk").dialect == "postgresql"
+    assert parse_database_url("postgres://kiosk@db/kiosk").dialect == "postgresql"
+    for bad in ("sqlite:///relative.db", "sqlite://x.db", "sqlite:////var/lib/", "mysql://a/b",
+                "postgresql://db", ""):
+        with pytest.raises(ValueError):
+            parse_database_url(bad)
+    assert redact_url("postgresql://u:pw@db:5432/k") == "postgresql://u:***@db:5432/k"
