@@ -189,8 +189,10 @@ class DoorApp:
 
             parts = self._build(config, entry_log, holder)
             self.parts = parts
-            await _start(stack, parts)
             await self._serve(stack, parts)
+            # Devices start last, just before their loops: a replayed frame must not wait in
+            # the drop-oldest queue (and be dropped) while the server is still starting.
+            await _start(stack, parts)
             await self._run_tasks(parts, standalone, decode_pool)
 
     def _build(
