@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kiosk needs, when missing. Usage: system-deps.sh zbar|chromium
+# zbar: pyzbar's library (the fallback QR decoder). chromium: headless browser tests of the door
+# screen and the dashboard, with a CJK font so the Chinese text renders instead of empty boxes.
 set -euo pipefail
 want="$1"
 case "$want" in
   zbar)     present() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }; pkgs="libzbar0" ;;
-  chromium) present() { command -v chromium >/dev/null 2>&1; }; pkgs="chromium" ;;
+  chromium) present() { command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; }
+            pkgs="chromium fonts-wqy-zenhei fontconfig" ;;
   *) echo "system-deps.sh: unknown dependency '$want'" >&2; exit 2 ;;
 esac
 present && exit 0
@@ -15,5 +18,6 @@ fi
 echo "installing Debian package(s): $pkgs ..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
+# shellcheck disable=SC2086  # the list is meant to split into words
 apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 present || { echo "installing '$pkgs' did not make it available" >&2; exit 2; }
