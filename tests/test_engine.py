@@ -294,8 +294,14 @@ async def test_an_override_is_a_new_entry_pointing_at_the_deny(door: Door) -> No
     assert door.screen.kinds == ["stop", "pass"]
     with pytest.raises(UnknownDeny):
         await door.engine.override(entry["id"], "att-7", "")  # an allow cannot be overridden
-    with pytest.raises(NotRecorded):
-        await door.engine.override(deny.entry["id"], "att-7", "x" * 201)
+    with pytest.raises(UnknownDeny):  # one deny lets one person in, once
+        await door.engine.override(deny.entry["id"], "att-8", "again")
+    assert (await door.log.stats()).last_seq == 2
+    door.later(60)
+    [other] = await door.visit(door.issuer.code("green", int(NOW) + 60), 38.4, Mask.ON)
+    with pytest.raises(NotRecorded):  # a note over 200 characters is refused, nothing written
+        await door.engine.override(other.entry["id"], "att-7", "x" * 201)
+    assert (await door.log.stats()).last_seq == 3
 
 
 async def test_run_decides_when_the_window_closes_and_stops_cleanly(tmp_path: Path) -> None:

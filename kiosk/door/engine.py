@@ -39,7 +39,7 @@ class Screen(Protocol):
 
 
 class UnknownDeny(LookupError):
-    """An override named an entry that is not a deny of this kiosk's log."""
+    """An override named an entry that is not a deny of this kiosk's log, or an overridden one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,7 @@ class DoorEngine:
         self._stopping = False
         self.decisions = 0
         self.not_recorded = 0
+        self._override_lock = asyncio.Lock()
         self.visits_opened = 0
 
     def add_observer(self, observer: Callable[[DecisionEvent], None]) -> None:
@@ -268,9 +269,18 @@ class DoorEngine:
         return event
 
     async def override(self, entry_id: str, attendant: str, note: str) -> dict[str, Any]:
-        """An attendant lets in someone the rule denied: a new entry pointing at the deny."""
+        """An attendant lets in someone the rule denied: a new entry pointing at the deny.
+
+        One deny can be overridden once; the lock keeps two attendants' clicks from both passing
+        the check before either is written."""
+        async with self._override_lock:
+            return await self._override(entry_id, attendant, note)
+
+    async def _override(self, entry_id: str, attendant: str, note: str) -> dict[str, Any]:
         denied = await self._log.get(entry_id)
-        if denied is None or denied["decision"] != Outcome.DENY.value or denied["override"]:
+        if denied is None or denied["decision"] != Outcome.DENY.value:
+            raise UnknownDeny(entry_id)
+        if await self._log.override_of(entry_id) is not None:
             raise UnknownDeny(entry_id)
         knowledge = self._knowledge()
         draft = EntryDraft(

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_unsent ON entries(seq) WHERE sent = 0 AND set_aside IS NULL;
 CREATE INDEX IF NOT EXISTS entries_set_aside ON entries(seq) WHERE set_aside IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE INDEX IF NOT EXISTS entries_override_of ON entries(json_extract(body, '$.override.entry_id'))
+    WHERE json_extract(body, '$.override.entry_id') IS NOT NULL;
 """
 
 
@@ -353,6 +355,14 @@ class EntryLog:
     async def get(self, entry_id: str) -> dict[str, Any] | None:
         rows = await self._read("SELECT body FROM entries WHERE id = ?", (entry_id,))
         return json.loads(rows[0][0]) if rows else None
+
+    async def override_of(self, entry_id: str) -> str | None:
+        """The id of the override entry that points at the deny `entry_id`, if there is one."""
+        rows = await self._read(
+            "SELECT id FROM entries WHERE json_extract(body, '$.override.entry_id') = ? LIMIT 1",
+            (entry_id,),
+        )
+        return str(rows[0][0]) if rows else None
 
     async def get_body(self, entry_id: str) -> str | None:
         """The stored canonical JSON of an entry, exactly the bytes its chain covers."""
