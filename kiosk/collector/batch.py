@@ -8,6 +8,8 @@ held for another kiosk are the storage's part, inside its transaction.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +29,16 @@ class BatchRejected(Exception):
         self.error = error
         self.detail = detail
         self.index = index
+
+
+_SPEC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
+
+
+def _unix_time(text: str) -> float:
+    """parse_rfc3339, with a fast path for the spec's own form (2022-03-05T17:06:40.123Z)."""
+    if _SPEC_TIME.fullmatch(text):
+        return datetime.fromisoformat(text[:-1] + "+00:00").timestamp()
+    return parse_rfc3339(text)
 
 
 def _first_problem(exc: ValidationError) -> str:
@@ -62,9 +74,11 @@ def prepare_batch(
                 f"entry {index} is of kiosk {entry.kiosk_id!r} at venue {entry.venue_id!r}; "
                 f"this token may send only kiosk {kiosk_id!r} at venue {venue_id!r}",
             )
+        hashed = dict(raw)
+        del hashed["chain"]
         try:
             # The chain covers the entry exactly as sent, members this version ignores included.
-            body = canonical_bytes({k: v for k, v in raw.items() if k != "chain"})
+            body = canonical_bytes(hashed)
         except CanonicalizationError as exc:
             raise BatchRejected(
                 400, "invalid_entry", f"no RFC 8785 form, so no chain can cover it: {exc}", index
@@ -78,7 +92,7 @@ def prepare_batch(
                 venue_id=entry.venue_id,
                 log_id=entry.log_id.lower(),
                 seq=entry.seq,
-                ts=parse_rfc3339(entry.ts),
+                ts=_unix_time(entry.ts),
                 decision=entry.decision,
                 has_override=has_override,
                 flags=entry_flags(

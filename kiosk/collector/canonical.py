@@ -34,10 +34,8 @@ class _Slow(Exception):
     """The fast path does not cover this value."""
 
 
-def _plain(value: Any) -> Any:
+def _plain_scalar(value: Any) -> Any:
     kind = type(value)
-    if kind is str or value is None or kind is bool:
-        return value
     if kind is int:
         if -_SAFE_INT <= value <= _SAFE_INT:
             return value
@@ -52,12 +50,36 @@ def _plain(value: Any) -> Any:
     if kind is list:
         return [_plain(item) for item in value]
     if kind is dict:
-        # Sorting by code point equals RFC 8785's UTF-16 order for ASCII keys only.
-        for key in value:
-            if type(key) is not str or not key.isascii():
-                raise _Slow
-        return {key: _plain(item) for key, item in value.items()}
+        return _plain_object(value)
     raise _Slow
+
+
+def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    return _plain_scalar(value)
+
+
+def _plain_object(value: dict[Any, Any]) -> dict[str, Any]:
+    # Sorting by code point equals RFC 8785's UTF-16 order for ASCII keys only; joining the keys
+    # checks them all in one call (and fails on a key that is not a string).
+    try:
+        if not "".join(value).isascii():
+            raise _Slow
+    except TypeError:
+        raise _Slow from None
+    changed: dict[str, Any] | None = None
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        plain = _plain_scalar(item)
+        if plain is not item:
+            if changed is None:
+                changed = dict(value)  # copied only when something must be rewritten
+            changed[key] = plain
+    return value if changed is None else changed
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -14,14 +14,13 @@ Times cross this boundary as Unix seconds: a `timestamptz` codec on every connec
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 
 from kiosk.collector.config import redact_url
-from kiosk.collector.storage import plan as planning
+from kiosk.collector.storage import postgres_sql as sql
 from kiosk.collector.storage.base import (
     Actor,
     AlreadyExists,
@@ -41,7 +40,6 @@ from kiosk.collector.storage.base import (
     StoredHeartbeat,
     Venue,
 )
-from kiosk.collector.storage.heartbeat import heartbeat_judgement
 from kiosk.collector.storage.migrations import (
     SCHEMA_VERSION_TABLE,
     check_not_newer,
@@ -55,9 +53,8 @@ from kiosk.collector.storage.rows import stored_heartbeat as _stored_heartbeat
 T = TypeVar("T")
 PG_EPOCH = 946684800  # 2000-01-01T00:00:00Z, PostgreSQL's zero
 MIGRATION_LOCK = 0x6B696F736B00
-LOG_LOCK_SEED = 0x6B696F73
 
-Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
+Conn = sql.Conn
 
 
 async def _init_connection(conn: Conn) -> None:
@@ -68,63 +65,6 @@ async def _init_connection(conn: Conn) -> None:
         decoder=lambda value: value[0] / 1_000_000 + PG_EPOCH,
         format="tuple",
     )
-
-
-async def _audit(
-    conn: Conn, actor: Actor, action: str, target: str | None, detail: dict[str, Any], now: float
-) -> None:
-    await conn.execute(
-        "INSERT INTO audit (at, actor, role, action, target, detail) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-        now, actor.name, actor.role, action, target, json.dumps(detail, sort_keys=True),
-    )
-
-
-async def _bump_generation(conn: Conn) -> None:
-    """Call in every transaction that changes some kiosk's configuration (the ETag cache)."""
-    await conn.execute(
-        "UPDATE settings SET value = (value::bigint + 1)::text WHERE key = 'config_generation'"
-    )
-
-
-_ENTRY_COLUMNS = (
-    "id", "ts", "kiosk_id", "venue_id", "log_id", "seq", "received_at", "decision",
-    "has_override", "flags", "subject", "temperature_c", "mask", "code_format", "code_verdict",
-    "code_status", "policy_version", "link", "chain", "body",
-)
-
-_HOUR_COLUMNS = planning.HOUR_COLUMNS
-_HOUR_TYPES = ["int"] * 10 + ["bigint", "bigint", "int"]
-
-_UPSERT_HOURS = f"""
-INSERT INTO kiosk_hours (kiosk_id, hour, venue_id, {", ".join(_HOUR_COLUMNS)})
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[],
-    {", ".join(f"${i + 4}::{t}[]" for i, t in enumerate(_HOUR_TYPES))})
-ON CONFLICT (kiosk_id, hour) DO UPDATE SET
-    {", ".join(f"{c} = kiosk_hours.{c} + EXCLUDED.{c}" for c in _HOUR_COLUMNS)}
-"""
-
-_PRINCIPAL = """
-SELECT p.name, p.role, p.region, p.kiosk_id, k.venue_id, v.region AS venue_region
-FROM principals p
-LEFT JOIN kiosks k ON k.kiosk_id = p.kiosk_id
-LEFT JOIN venues v ON v.venue_id = k.venue_id
-"""
-
-
-def _principal(row: Any) -> Principal:
-    kiosk = row["role"] == "kiosk"
-    return Principal(
-        name=row["name"],
-        role=row["role"],
-        region=row["venue_region"] if kiosk else row["region"],
-        kiosk_id=row["kiosk_id"],
-        venue_id=row["venue_id"],
-    )
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
 
 
 class PostgresStorage:
@@ -144,7 +84,7 @@ class PostgresStorage:
         storage = cls(pool, url)
         try:
             await storage._migrate(now)
-            await storage.transaction(lambda conn: _ensure_pseudonym_key(conn, now))
+            await storage.transaction(lambda conn: sql.ensure_pseudonym_key(conn, now))
             await storage.maintain(now)
         except BaseException:
             await pool.close()
@@ -217,7 +157,9 @@ class PostgresStorage:
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"venue {venue.venue_id!r} already exists") from None
             detail = {"name": venue.name, "region": venue.region, "venue_type": venue.venue_type}
-            await _audit(conn, actor, "add_venue", venue.venue_id, detail, venue.created_at)
+            await sql.record_audit(
+                conn, actor, "add_venue", venue.venue_id, detail, venue.created_at
+            )
 
         await self.transaction(run)
 
@@ -243,7 +185,7 @@ class PostgresStorage:
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"{kiosk_id!r} already exists") from None
-            await _audit(conn, actor, "add_kiosk", kiosk_id, {"venue_id": venue_id}, now)
+            await sql.record_audit(conn, actor, "add_kiosk", kiosk_id, {"venue_id": venue_id}, now)
 
         await self.transaction(run)
 
@@ -268,7 +210,7 @@ class PostgresStorage:
                 raise AlreadyExists(
                     f"{name!r} already exists (kiosk ids and names share one list)"
                 ) from None
-            await _audit(conn, actor, f"add_{role}", name, {"region": region}, now)
+            await sql.record_audit(conn, actor, f"add_{role}", name, {"region": region}, now)
 
         await self.transaction(run)
 
@@ -276,7 +218,7 @@ class PostgresStorage:
         self, name: str, token_hash: str | None, *, actor: Actor, now: float
     ) -> Principal:
         async def run(conn: Conn) -> Principal:
-            row = await conn.fetchrow(_PRINCIPAL + " WHERE p.name = $1 FOR UPDATE OF p", name)
+            row = await conn.fetchrow(sql.PRINCIPAL + " WHERE p.name = $1 FOR UPDATE OF p", name)
             if row is None:
                 raise NotFound(f"no kiosk, inspector or admin named {name!r}")
             if token_hash is None:
@@ -292,14 +234,14 @@ class PostgresStorage:
                     name, token_hash, now,
                 )
             action = "revoke_token" if token_hash is None else "rotate_token"
-            await _audit(conn, actor, action, name, {"role": row["role"]}, now)
-            return _principal(row)
+            await sql.record_audit(conn, actor, action, name, {"role": row["role"]}, now)
+            return sql.principal(row)
 
         return await self.transaction(run)
 
     async def principal_by_token(self, token_hash: str) -> Principal | None:
-        rows = await self.fetch(_PRINCIPAL + " WHERE p.token_hash = $1", token_hash)
-        return _principal(rows[0]) if rows else None
+        rows = await self.fetch(sql.PRINCIPAL + " WHERE p.token_hash = $1", token_hash)
+        return sql.principal(rows[0]) if rows else None
 
     async def venue(self, venue_id: str) -> Venue | None:
         rows = await self.fetch(
@@ -324,19 +266,19 @@ class PostgresStorage:
                 days = {day_of(row.ts) for row in batch.rows}
                 await self._partitions.ensure(conn, days, batch.received_at)
                 async with conn.transaction():
-                    return await _ingest(conn, batch)
+                    return await sql.ingest(conn, batch)
         except (asyncpg.PostgresError, OSError) as exc:
             raise _translate(exc, self._where) from exc
 
     async def record_heartbeat(self, beat: HeartbeatRecord) -> None:
-        await self.transaction(lambda conn: _heartbeat(conn, beat))
+        await self.transaction(lambda conn: sql.heartbeat(conn, beat))
 
     async def config_generation(self) -> int:
         rows = await self.fetch("SELECT value FROM settings WHERE key = 'config_generation'")
         return int(rows[0][0])
 
     async def config_snapshot(self) -> ConfigSnapshot:
-        return await self.transaction(_snapshot)
+        return await self.transaction(sql.snapshot)
 
     async def publish_policy(self, publication: PolicyPublication, *, actor: Actor) -> None:
         async def run(conn: Conn) -> None:
@@ -347,9 +289,9 @@ class PostgresStorage:
                 json.dumps(publication.policy, sort_keys=True), publication.max_trust_age_hours,
                 publication.published_at, actor.name,
             )
-            await _bump_generation(conn)
+            await sql.bump_config_generation(conn)
             detail = {"policy_version": publication.policy_version, "policy": publication.policy}
-            await _audit(
+            await sql.record_audit(
                 conn, actor, "publish_policy", publication.venue_type, detail,
                 publication.published_at,
             )
@@ -372,8 +314,8 @@ class PostgresStorage:
                 "updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
                 name, json.dumps(body, separators=(",", ":")), now, actor.name,
             )
-            await _bump_generation(conn)
-            await _audit(conn, actor, f"put_{name}", name, summary, now)
+            await sql.bump_config_generation(conn)
+            await sql.record_audit(conn, actor, f"put_{name}", name, summary, now)
 
         await self.transaction(run)
 
@@ -386,7 +328,9 @@ class PostgresStorage:
         *,
         now: float,
     ) -> None:
-        await self.transaction(lambda conn: _audit(conn, actor, action, target, detail, now))
+        await self.transaction(
+            lambda conn: sql.record_audit(conn, actor, action, target, detail, now)
+        )
 
     async def audit_records(
         self, *, since: float, until: float, after_id: int, limit: int
@@ -490,201 +434,3 @@ def _translate(exc: BaseException, where: str) -> StorageError:
     return StorageError(f"PostgreSQL {where}: {type(exc).__name__}: {exc}")
 
 
-async def _ensure_pseudonym_key(conn: Conn, now: float) -> None:
-    await conn.execute(
-        "INSERT INTO pseudonym_keys (version, key, created_at) VALUES (1, $1, $2) "
-        "ON CONFLICT (version) DO NOTHING",
-        secrets.token_urlsafe(32), now,
-    )
-
-
-async def _ingest(conn: Conn, batch: PreparedBatch) -> IngestResult:
-    first_use: dict[str, float] = {}
-    for row in batch.rows:
-        first_use.setdefault(row.id, row.ts)
-    ids = sorted(first_use)  # one lock order for every transaction
-    claimed = await conn.fetch(
-        "INSERT INTO entry_ids (id, kiosk_id, ts) "
-        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id::text",
-        ids, [batch.kiosk_id] * len(ids), [first_use[i] for i in ids],
-    )
-    fresh = {row[0] for row in claimed}
-    held: dict[str, str] = {}
-    if len(fresh) < len(ids):
-        others = [i for i in ids if i not in fresh]
-        for row in await conn.fetch(
-            "SELECT id::text, kiosk_id FROM entry_ids WHERE id = ANY($1::uuid[])", others
-        ):
-            held[row[0]] = row[1]
-    new, duplicates = planning.split_new(batch.rows, held)
-    if not new:
-        return IngestResult(0, duplicates)
-
-    ranges = planning.run_ranges(new)
-    logs = sorted(ranges)
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(l, $2)) FROM unnest($1::text[]) AS l",
-        logs, LOG_LOCK_SEED,
-    )
-    runs: dict[str, list[planning.Run]] = {log: [] for log in logs}
-    for row in await conn.fetch(
-        "SELECT r.log_id::text, r.first_seq, r.last_seq, r.last_chain FROM log_runs r "
-        "JOIN unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS q(log_id, low, high) "
-        "ON r.log_id = q.log_id AND r.first_seq <= q.high AND r.last_seq >= q.low "
-        "ORDER BY r.log_id, r.first_seq",
-        logs, [ranges[log][0] for log in logs], [ranges[log][1] for log in logs],
-    ):
-        runs[row[0]].append(planning.Run(row[0], row[1], row[2], row[3]))
-    neighbours: dict[tuple[str, int], planning.HeldEntry] = {}
-    keys = sorted(planning.neighbour_keys(new, runs))
-    if keys:
-        for row in await conn.fetch(
-            "SELECT DISTINCT ON (e.log_id, e.seq) e.id::text, e.log_id::text, e.seq, e.chain, "
-            "e.body, e.link, e.flags FROM entries e "
-            "JOIN unnest($1::uuid[], $2::bigint[]) AS q(log_id, seq) "
-            "ON e.log_id = q.log_id AND e.seq = q.seq "
-            "ORDER BY e.log_id, e.seq, e.received_at, e.id",
-            [k[0] for k in keys], [k[1] for k in keys],
-        ):
-            neighbours[(row[1], row[2])] = planning.HeldEntry(*row)
-    plan = planning.plan_ingest(new, runs, neighbours)
-    await _write_plan(conn, batch, plan)
-    return IngestResult(len(plan.new), duplicates, plan.broken_links, plan.unverified_links)
-
-
-async def _write_plan(conn: Conn, batch: PreparedBatch, plan: planning.IngestPlan) -> None:
-    received = batch.received_at
-    await conn.copy_records_to_table(
-        "entries",
-        columns=_ENTRY_COLUMNS,
-        records=[
-            (
-                r.id, r.ts, r.kiosk_id, r.venue_id, r.log_id, r.seq, received, r.decision,
-                r.has_override, n.flags, r.subject, r.temperature_c, r.mask, r.code_format,
-                r.code_verdict, r.code_status, r.policy_version, n.link, r.chain, r.body,
-            )
-            for n in plan.new
-            for r in (n.row,)
-        ],
-    )
-    if plan.relinks:
-        await conn.execute(
-            "UPDATE entries e SET link = q.link, flags = e.flags | q.add_flags "
-            "FROM unnest($1::uuid[], $2::text[], $3::int[]) AS q(id, link, add_flags) "
-            "WHERE e.id = q.id",
-            [r.id for r in plan.relinks], [r.link for r in plan.relinks],
-            [r.add_flags for r in plan.relinks],
-        )
-    if plan.runs_deleted:
-        await conn.execute(
-            "DELETE FROM log_runs r USING unnest($1::uuid[], $2::bigint[]) AS q(log_id, first) "
-            "WHERE r.log_id = q.log_id AND r.first_seq = q.first",
-            [r.log_id for r in plan.runs_deleted], [r.first_seq for r in plan.runs_deleted],
-        )
-    if plan.runs_inserted:
-        await conn.execute(
-            "INSERT INTO log_runs (log_id, first_seq, last_seq, last_chain) "
-            "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[])",
-            *_columns(
-                [(r.log_id, r.first_seq, r.last_seq, r.last_chain) for r in plan.runs_inserted], 4
-            ),
-        )
-    await conn.execute(
-        "INSERT INTO logs (log_id, kiosk_id, venue_id, first_received_at, last_received_at, "
-        "max_seq, held, runs) SELECT q.log_id, q.kiosk_id, q.venue_id, $4, $4, q.max_seq, q.held, "
-        "q.runs FROM unnest($1::uuid[], $2::text[], $3::text[], $5::bigint[], $6::bigint[], "
-        "$7::int[]) AS q(log_id, kiosk_id, venue_id, max_seq, held, runs) "
-        "ON CONFLICT (log_id) DO UPDATE SET last_received_at = EXCLUDED.last_received_at, "
-        "max_seq = GREATEST(logs.max_seq, EXCLUDED.max_seq), held = logs.held + EXCLUDED.held, "
-        "runs = logs.runs + EXCLUDED.runs",
-        [d.log_id for d in plan.logs], [d.kiosk_id for d in plan.logs],
-        [d.venue_id for d in plan.logs], received, [d.max_seq for d in plan.logs],
-        [d.held_added for d in plan.logs], [d.runs_added for d in plan.logs],
-    )
-    await conn.execute(
-        _UPSERT_HOURS,
-        *_columns(
-            [
-                (h.kiosk_id, float(h.hour), h.venue_id, *(getattr(h, c) for c in _HOUR_COLUMNS))
-                for h in plan.hours
-            ],
-            3 + len(_HOUR_COLUMNS),
-        ),
-    )
-    if plan.reasons:
-        await conn.execute(
-            "INSERT INTO kiosk_hour_reasons (kiosk_id, hour, decision, reason, entries) "
-            "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], "
-            "$5::int[]) ON CONFLICT (kiosk_id, hour, decision, reason) DO UPDATE SET "
-            "entries = kiosk_hour_reasons.entries + EXCLUDED.entries",
-            *_columns([(k, float(h), d, r, c) for k, h, d, r, c in plan.reasons], 5),
-        )
-
-
-async def _heartbeat(conn: Conn, beat: HeartbeatRecord) -> None:
-    previous = await conn.fetchrow(
-        "SELECT last_received_at, drift_since FROM kiosk_state WHERE kiosk_id = $1 FOR UPDATE",
-        beat.kiosk_id,
-    )
-    judged = heartbeat_judgement(
-        beat,
-        previous_received_at=None if previous is None else previous[0],
-        previous_drift_since=None if previous is None else previous[1],
-    )
-    body = json.dumps(judged.body, sort_keys=True)
-    await conn.execute(
-        """INSERT INTO heartbeats (kiosk_id, venue_id, received_at, ts, offset_s, log_id,
-            last_seq, backlog, policy_version, published_policy_version, max_trust_age_hours,
-            camera, thermometer, trust_age_s, set_aside, storage_used_ratio, software, flags,
-            gap_s, drift_since, body)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, $20, $21::jsonb)""",
-        beat.kiosk_id, beat.venue_id, beat.received_at, beat.ts, judged.offset_s, beat.log_id,
-        beat.last_seq, beat.backlog, beat.policy_version, beat.published_policy_version,
-        beat.max_trust_age_hours, beat.camera, beat.thermometer, beat.trust_age_s,
-        beat.set_aside, beat.storage_used_ratio, beat.software, judged.flags, judged.gap_s,
-        judged.drift_since, body,
-    )
-    await conn.execute(
-        """INSERT INTO kiosk_state (kiosk_id, venue_id, first_received_at, last_received_at,
-            last_ts, last_offset_s, log_id, last_seq, backlog, policy_version, drift_since,
-            heartbeats, body)
-        VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11::jsonb)
-        ON CONFLICT (kiosk_id) DO UPDATE SET
-            last_received_at = EXCLUDED.last_received_at, last_ts = EXCLUDED.last_ts,
-            last_offset_s = EXCLUDED.last_offset_s, log_id = EXCLUDED.log_id,
-            last_seq = EXCLUDED.last_seq, backlog = EXCLUDED.backlog,
-            policy_version = EXCLUDED.policy_version, drift_since = EXCLUDED.drift_since,
-            heartbeats = kiosk_state.heartbeats + 1, body = EXCLUDED.body""",
-        beat.kiosk_id, beat.venue_id, beat.received_at, beat.ts, judged.offset_s, beat.log_id,
-        beat.last_seq, beat.backlog, beat.policy_version, judged.drift_since, body,
-    )
-
-
-async def _snapshot(conn: Conn) -> ConfigSnapshot:
-    generation = await conn.fetchval("SELECT value FROM settings WHERE key = 'config_generation'")
-    policies = {
-        row[0]: PolicyPublication(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
-        for row in await conn.fetch(
-            "SELECT DISTINCT ON (venue_type) venue_type, policy_version, policy::text, "
-            "max_trust_age_hours, published_at, published_by FROM policies "
-            "ORDER BY venue_type, publication_id DESC"
-        )
-    }
-    documents = {
-        row[0]: json.loads(row[1]) for row in await conn.fetch("SELECT name, body FROM documents")
-    }
-    key = await conn.fetchrow(
-        "SELECT version, key FROM pseudonym_keys ORDER BY version DESC LIMIT 1"
-    )
-    if key is None:
-        raise StorageError("no pseudonym key: the storage was not opened by open_storage")
-    return ConfigSnapshot(
-        generation=int(generation),
-        policies=policies,
-        trust_list=documents.get("trust_list"),
-        revocation_list=documents.get("revocation_list"),
-        pseudonym_key_version=int(key[0]),
-        pseudonym_key=str(key[1]),
-    )
