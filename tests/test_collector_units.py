@@ -151,3 +151,50 @@ def test_database_urls() -> None:
         with pytest.raises(ValueError):
             parse_database_url(bad)
     assert redact_url("postgresql://u:pw@db:5432/k") == "postgresql://u:***@db:5432/k"
+
+
+def _keys(model: type[Any], prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_the_example_configuration_documents_every_setting() -> None:
+    import re
+    from pathlib import Path
+
+    from kiosk.collector.config import CollectorConfig, load_collector_config
+
+    path = Path(__file__).resolve().parents[1] / "config" / "collector.toml"
+    load_collector_config(path)
+    text = path.read_text(encoding="utf-8")
+    for key in _keys(CollectorConfig):
+        section, name = key.split(".")
+        assert f"[{section}]" in text, key
+        assert re.search(rf"^#? ?{name} = ", text, re.MULTILINE), f"{key} is not documented"
+
+
+def test_the_systemd_units_are_hardened_and_the_template_takes_its_port() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "systemd"
+    single = (folder / "kiosk-collector.service").read_text(encoding="utf-8")
+    template = (folder / "kiosk-collector@.service").read_text(encoding="utf-8")
+    for unit in (single, template):
+        for line in (
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "StateDirectory=kiosk-collector",
+            "CapabilityBoundingSet=",
+            "KillSignal=SIGTERM",
+            "User=kiosk-collector",
+        ):
+            assert f"\n{line}\n" in unit, line
+    assert "kiosk collector --config /etc/kiosk-collector/collector.toml --port %i" in template

@@ -56,8 +56,10 @@ Tables (columns in the migration files):
 
 Extension points for modules that add queries (findings, dashboard): `SqliteStorage.read(fn)` /
 `.write(fn)` run a plain `fn(sqlite3.Connection)` in a transaction; `PostgresStorage.pool`,
-`.transaction(fn)` and `.fetch(sql, *args)`. A new table or index is a new migration file in
-both dialects.
+`.transaction(fn)` and `.fetch(sql, *args)`. A write that admins or inspectors make calls
+`record_audit(...)` of `sqlite_sql` / `postgres_sql` in its transaction, and one that changes
+what kiosks are configured with (e.g. a unit's status) also `bump_config_generation(conn)`, so
+kiosks see a new ETag. A new table or index is a new migration file in both dialects.
 """
 
 from __future__ import annotations
