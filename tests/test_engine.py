@@ -336,3 +336,17 @@ async def test_a_full_log_bound_keeps_everything_and_admits_nobody(tmp_path: Pat
     await log.close()
     assert door.screen.kinds == ["stop", "stop", "not_recorded"]
     assert door.health[-1] == "storage_full"
+
+
+async def test_the_decision_shown_carries_the_arrival_time_of_the_frame_that_opened_it(
+    door: Door,
+) -> None:
+    # bench/door.py measures camera → screen with it; later frames of the same code do not move it.
+    text = door.issuer.code("green", int(NOW))
+    door.engine.on_frame_texts([text], 99.25)
+    door.engine.on_frame_texts([text], 99.5)
+    door.engine.on_temperature(36.6)
+    door.engine.on_mask(Mask.ON)
+    [event] = await door.engine.decide_due()
+    assert event.decision.allowed
+    assert [(s.state, s.frame_at) for s in door.screen.states] == [("pass", 99.25)]

@@ -358,7 +358,7 @@ class DoorApp:
                 log.info("the camera's replay has ended", extra={"event": "replay_ended"})
                 return
             texts = await loop.run_in_executor(pool, decode_frame, frame.image)
-            parts.engine.on_frame_texts(texts)
+            parts.engine.on_frame_texts(texts, frame.at)
 
     async def _tick(self, parts: DoorParts, standalone: StandaloneKnowledge | None) -> None:
         """Once a second: the door's conditions, the watchdog, and changed list files."""

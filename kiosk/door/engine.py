@@ -79,17 +79,25 @@ class DecisionLines:
             self._stream.flush()
 
 
-def screen_state_for(decision: Decision, temperature_c: float | None) -> ScreenState:
+def screen_state_for(
+    decision: Decision, temperature_c: float | None, frame_at: float | None = None
+) -> ScreenState:
     if decision.allowed:
-        return ScreenState(state="pass", temperature_c=temperature_c)
+        return ScreenState(state="pass", temperature_c=temperature_c, frame_at=frame_at)
     reasons = [reason.value for reason in decision.reasons]
     if Reason.VENUE_CLOSED in decision.reasons:
-        return ScreenState(state="closed", reasons=reasons)
+        return ScreenState(state="closed", reasons=reasons, frame_at=frame_at)
     if Reason.TRUST_STALE in decision.reasons:
         return ScreenState(
-            state="amber", reasons=reasons, message="cannot_verify", temperature_c=temperature_c
+            state="amber",
+            reasons=reasons,
+            message="cannot_verify",
+            temperature_c=temperature_c,
+            frame_at=frame_at,
         )
-    return ScreenState(state="stop", reasons=reasons, temperature_c=temperature_c)
+    return ScreenState(
+        state="stop", reasons=reasons, temperature_c=temperature_c, frame_at=frame_at
+    )
 
 
 StoreHealth = Callable[[str | None], None]
@@ -137,8 +145,10 @@ class DoorEngine:
 
     # -- inputs (called by the app's loops; never block) ---------------------------------
 
-    def on_frame_texts(self, texts: Sequence[str]) -> None:
-        """QR texts read from one frame: each is verified now, against the current lists."""
+    def on_frame_texts(self, texts: Sequence[str], frame_at: float | None = None) -> None:
+        """QR texts read from one frame: each is verified now, against the current lists.
+        `frame_at` (the camera's monotonic arrival time of the frame) goes with the decision to
+        the screen, so the delay from camera to screen can be measured."""
         if not texts:
             return
         now = self._clock()
@@ -146,7 +156,7 @@ class DoorEngine:
         results = [
             (text, verify(text, knowledge.trust, knowledge.revocation, int(now))) for text in texts
         ]
-        opened = self._tracker.on_codes(results, self._monotonic())
+        opened = self._tracker.on_codes(results, self._monotonic(), frame_at=frame_at)
         for _ in range(opened):
             self.visits_opened += 1
             # No code, no pseudonym: a counter is all a log line may say about a visitor.
@@ -262,7 +272,7 @@ class DoorEngine:
             return None
         self._store_health(None)
         self._tracker.record_decision(visit, decision.allowed, self._monotonic())
-        self._screen.show(screen_state_for(decision, facts.temperature_c))
+        self._screen.show(screen_state_for(decision, facts.temperature_c, visit.frame_at))
         self.decisions += 1
         event = DecisionEvent(entry=entry, decision=decision)
         self._tell(event)

@@ -16,6 +16,10 @@ class CapturedFrame(Protocol):
     @property
     def image(self) -> Any: ...
 
+    @property
+    def at(self) -> float:
+        """When the frame arrived from the camera (time.monotonic())."""
+
 
 class FrameSource(Protocol):
     """Frames in capture order from a bounded queue that drops the oldest; a failing source says

@@ -117,13 +117,17 @@ MESSAGE_TITLE: Mapping[str, tuple[str, str]] = {
 @dataclass(frozen=True, slots=True)
 class ScreenState:
     """What the door screen shows. `reasons` are kiosk.model.Reason values; `at` is Unix time
-    (the page compares it with its own clock to report how long the update took)."""
+    (the page compares it with its own clock to report how long the update took). A decision
+    carries `frame_at`, the monotonic clock reading at which the camera delivered the frame its
+    code was read in: a reader of /events on the same machine measures the whole delay from
+    camera to screen with it (bench/door.py). It says nothing about the visitor."""
 
     state: ScreenKind
     reasons: Sequence[str] = ()
     temperature_c: float | None = None
     message: str | None = None
     at: float = field(default_factory=time.time)
+    frame_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.state not in SCREEN_KINDS:
@@ -176,6 +180,7 @@ def screen_payload(
         "title": {"zh": zh, "en": en},
         "lines": _reason_lines(state),
         "hold_ms": None if hold is None else max(0, round(hold * 1000)),
+        "frame_at": state.frame_at,
     }
     if hold is not None and rest is not None:
         payload["rest"] = screen_payload(rest, None)

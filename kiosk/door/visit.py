@@ -73,6 +73,9 @@ class ReadyVisit:
     temperature_c: float | None
     temperature_implausible: bool
     mask: Mask
+    # When the camera delivered the frame whose code opened the visit (the camera's monotonic
+    # clock): only for measuring the door's delay from camera to screen (bench/door.py).
+    frame_at: float | None = None
 
     def facts(self, *, trust_updated_at: float | None, venue_closed: bool) -> VisitFacts:
         return VisitFacts(
@@ -102,6 +105,7 @@ class _Open:
     temperature_plausible: bool = False
     temperature_implausible: bool = False
     mask: Mask | None = None
+    frame_at: float | None = None
 
     def take_reading(self, reading: _Reading) -> None:
         if reading.plausible:
@@ -143,15 +147,28 @@ class VisitTracker:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def on_codes(self, codes: Sequence[tuple[str, CodeResult]], now: float) -> int:
-        """Codes read in one frame; returns how many visits they opened."""
+    def on_codes(
+        self,
+        codes: Sequence[tuple[str, CodeResult]],
+        now: float,
+        *,
+        frame_at: float | None = None,
+    ) -> int:
+        """Codes read in one frame; returns how many visits they opened. `frame_at` (when the
+        camera delivered that frame) is carried to the visit's ReadyVisit as is."""
         self._expire(now)
         opened = 0
         for text, result in codes:
             key = code_key(text)
             if self._is_busy(key, now) or len(self._open) >= MAX_OPEN_VISITS:
                 continue
-            visit = _Open(visit_id=self._next_id, opened_at=now, code_key=key, code=result)
+            visit = _Open(
+                visit_id=self._next_id,
+                opened_at=now,
+                code_key=key,
+                code=result,
+                frame_at=frame_at,
+            )
             self._next_id += 1
             self._open.append(visit)
             opened += 1
@@ -204,6 +221,7 @@ class VisitTracker:
                             visit.temperature_implausible and not visit.temperature_plausible
                         ),
                         mask=visit.mask if visit.mask is not None else Mask.UNCHECKED,
+                        frame_at=visit.frame_at,
                     )
                 )
             else:
