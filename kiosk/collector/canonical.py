@@ -74,6 +74,8 @@ def _plain_object(value: dict[Any, Any]) -> dict[str, Any]:
         kind = type(item)
         if kind is str or item is None or kind is bool:
             continue
+        if kind is int and -_SAFE_INT <= item <= _SAFE_INT:
+            continue
         plain = _plain_scalar(item)
         if plain is not item:
             if changed is None:

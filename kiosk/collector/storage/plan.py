@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from kiosk.collector.storage.base import (
@@ -190,30 +190,28 @@ def run_ranges(rows: Iterable[EntryRow]) -> dict[str, tuple[int, int]]:
     return {log: (low - 1, high + 1) for log, (low, high) in ranges.items()}
 
 
-def _containing(runs: Sequence[Run], seq: int) -> Run | None:
-    for run in runs:
-        if run.first_seq <= seq <= run.last_seq:
-            return run
-    return None
-
-
 def neighbour_keys(
     rows: Sequence[EntryRow], runs: Mapping[str, Sequence[Run]]
 ) -> set[tuple[str, int]]:
     """Held entries to read before planning: successors whose link only this batch can check,
     and predecessors inside a run (of a reused seq). Usually none."""
-    in_batch = {(row.log_id, row.seq) for row in rows}
-    keys: set[tuple[str, int]] = set()
+    seqs_of: dict[str, set[int]] = defaultdict(set)
     for row in rows:
-        log_runs = runs.get(row.log_id, ())
-        successor = (row.log_id, row.seq + 1)
-        if successor not in in_batch and any(r.first_seq == row.seq + 1 for r in log_runs):
-            keys.add(successor)
-        predecessor = (row.log_id, row.seq - 1)
-        if row.seq > 1 and predecessor not in in_batch:
-            run = _containing(log_runs, row.seq - 1)
-            if run is not None and run.last_seq != row.seq - 1:
-                keys.add(predecessor)
+        seqs_of[row.log_id].add(row.seq)
+    keys: set[tuple[str, int]] = set()
+    for log_id, seqs in seqs_of.items():
+        log_runs = list(runs.get(log_id, ()))
+        if not log_runs:
+            continue
+        starts = {run.first_seq for run in log_runs}
+        ends = {run.last_seq for run in log_runs}
+        held = _held_test(log_runs, min(seqs) - 1, max(seqs))
+        for seq in seqs:
+            if seq + 1 in starts and seq + 1 not in seqs:
+                keys.add((log_id, seq + 1))
+            previous = seq - 1
+            if previous >= 1 and previous not in seqs and previous not in ends and held(previous):
+                keys.add((log_id, previous))
     return keys
 
 
@@ -234,6 +232,15 @@ def plan_ingest(
     return plan
 
 
+def _held_test(runs: list[Run], low: int, high: int) -> Callable[[int], bool]:
+    """Whether a seq is inside a held run; constant False when no run overlaps [low, high]
+    (the usual batch: new seqs after the held ones)."""
+    overlapping = [r for r in runs if r.first_seq <= high and r.last_seq >= low]
+    if not overlapping:
+        return lambda seq: False
+    return lambda seq: any(r.first_seq <= seq <= r.last_seq for r in overlapping)
+
+
 def _plan_log(
     plan: IngestPlan,
     log_id: str,
@@ -244,23 +251,25 @@ def _plan_log(
     first_of_seq: dict[int, EntryRow] = {}
     for row in sorted(rows, key=lambda r: (r.seq, r.index)):
         first_of_seq.setdefault(row.seq, row)
-    run_ending = {run.last_seq: run for run in runs}
+    low, high = min(first_of_seq), max(first_of_seq)
+    held = _held_test(runs, low, high)
+    run_ending = {run.last_seq: run.last_chain for run in runs}
 
     def chain_at(seq: int) -> str | None:
         if seq == 0:
             return GENESIS_CHAIN
         in_batch = first_of_seq.get(seq)
-        if in_batch is not None and _containing(runs, seq) is None:
+        if in_batch is not None and not held(seq):
             return in_batch.chain
-        run = run_ending.get(seq)
-        if run is not None:
-            return run.last_chain
-        held = neighbours.get((log_id, seq))
-        return held.chain if held is not None else None
+        chain = run_ending.get(seq)
+        if chain is not None:
+            return chain
+        neighbour = neighbours.get((log_id, seq))
+        return neighbour.chain if neighbour is not None else None
 
     for row in rows:  # batch order
         flags = row.flags
-        if _containing(runs, row.seq) is not None or first_of_seq[row.seq] is not row:
+        if first_of_seq[row.seq] is not row or held(row.seq):
             flags |= ENTRY_SEQ_REUSED
         previous = chain_at(row.seq - 1)
         if previous is None:
@@ -272,23 +281,19 @@ def _plan_log(
             flags |= ENTRY_BROKEN_CHAIN
         plan.new.append(NewEntry(row, link, flags))
 
-    for seq, row in sorted(first_of_seq.items()):
-        successor = neighbours.get((log_id, seq + 1))
-        if successor is None or seq + 1 in first_of_seq:
+    for (held_log, seq), successor in neighbours.items():
+        row = first_of_seq.get(seq - 1)
+        if held_log != log_id or row is None or seq in first_of_seq:
             continue
-        if successor.link != LINK_UNVERIFIED or _containing(runs, seq) is not None:
+        if successor.link != LINK_UNVERIFIED or held(seq - 1):
             continue
         if chain_follows(row.chain, successor.body, successor.chain):
-            plan.relinks.append(Relink(successor.id, log_id, seq + 1, LINK_OK, 0))
+            plan.relinks.append(Relink(successor.id, log_id, seq, LINK_OK, 0))
         else:
-            plan.relinks.append(
-                Relink(successor.id, log_id, seq + 1, LINK_BROKEN, ENTRY_BROKEN_CHAIN)
-            )
+            plan.relinks.append(Relink(successor.id, log_id, seq, LINK_BROKEN, ENTRY_BROKEN_CHAIN))
 
-    new_seqs = [seq for seq in sorted(first_of_seq) if _containing(runs, seq) is None]
-    merged = _merge_runs(
-        log_id, runs, [(seq, first_of_seq[seq].chain) for seq in new_seqs]
-    )
+    new_seqs = [seq for seq in sorted(first_of_seq) if not held(seq)]
+    merged = _merge_runs(log_id, runs, _stretches(new_seqs, first_of_seq))
     kept = set(runs) & set(merged)
     plan.runs_deleted.extend(run for run in runs if run not in kept)
     plan.runs_inserted.extend(run for run in merged if run not in kept)
@@ -298,17 +303,35 @@ def _plan_log(
             log_id=log_id,
             kiosk_id=head.kiosk_id,
             venue_id=head.venue_id,
-            max_seq=max(first_of_seq),
+            max_seq=high,
             held_added=len(new_seqs),
             runs_added=len(merged) - len(runs),
         )
     )
 
 
-def _merge_runs(log_id: str, runs: list[Run], singles: list[tuple[int, str]]) -> list[Run]:
-    pieces = sorted([(r.first_seq, r.last_seq, r.last_chain) for r in runs] + [
-        (seq, seq, chain) for seq, chain in singles
-    ])
+def _stretches(
+    seqs: list[int], first_of_seq: Mapping[int, EntryRow]
+) -> list[tuple[int, int, str]]:
+    """Sorted seqs as (first, last, chain at last) stretches of consecutive numbers."""
+    stretches: list[tuple[int, int, str]] = []
+    start = previous = None
+    for seq in seqs:
+        if previous is not None and seq == previous + 1:
+            previous = seq
+            continue
+        if start is not None and previous is not None:
+            stretches.append((start, previous, first_of_seq[previous].chain))
+        start = previous = seq
+    if start is not None and previous is not None:
+        stretches.append((start, previous, first_of_seq[previous].chain))
+    return stretches
+
+
+def _merge_runs(
+    log_id: str, runs: list[Run], stretches: list[tuple[int, int, str]]
+) -> list[Run]:
+    pieces = sorted([(r.first_seq, r.last_seq, r.last_chain) for r in runs] + stretches)
     merged: list[Run] = []
     for first, last, chain in pieces:
         if merged and first <= merged[-1].last_seq + 1:
