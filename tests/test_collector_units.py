@@ -198,3 +198,24 @@ def test_the_systemd_units_are_hardened_and_the_template_takes_its_port() -> Non
         ):
             assert f"\n{line}\n" in unit, line
     assert "kiosk collector --config /etc/kiosk-collector/collector.toml --port %i" in template
+
+
+def test_inspector_scope_is_checked_by_whole_segments() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from kiosk.collector.auth import AuthGate
+    from kiosk.collector.errors import ApiError
+    from kiosk.collector.metrics import Metrics
+    from kiosk.collector.storage.base import Principal
+
+    metrics = Metrics()
+    gate = AuthGate(storage=None, metrics=metrics)  # type: ignore[arg-type]
+    request = make_mocked_request("GET", "/api/v1/noncompliant")
+    inspector = Principal("ana", "inspector", region="city/d1")
+    gate.require_region(request, inspector, "city/d1/x")
+    for outside in ("city/d10", "city", "other/d1"):
+        with pytest.raises(ApiError) as caught:
+            gate.require_region(request, inspector, outside)
+        assert caught.value.status == 403
+    gate.require_region(request, Principal("root", "admin"), "anything/at/all")
+    assert metrics.auth_failures.labels("scope")._value.get() == 3

@@ -282,12 +282,12 @@ def _plan_log(
         plan.new.append(NewEntry(row, link, flags))
 
     for (held_log, seq), successor in neighbours.items():
-        row = first_of_seq.get(seq - 1)
-        if held_log != log_id or row is None or seq in first_of_seq:
+        before = first_of_seq.get(seq - 1)
+        if held_log != log_id or before is None or seq in first_of_seq:
             continue
         if successor.link != LINK_UNVERIFIED or held(seq - 1):
             continue
-        if chain_follows(row.chain, successor.body, successor.chain):
+        if chain_follows(before.chain, successor.body, successor.chain):
             plan.relinks.append(Relink(successor.id, log_id, seq, LINK_OK, 0))
         else:
             plan.relinks.append(Relink(successor.id, log_id, seq, LINK_BROKEN, ENTRY_BROKEN_CHAIN))
