@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from kiosk.collector.scenario import Scenario, expand, load_scenario, reference_facts
+from kiosk.collector.findings import FindingsQuery, UnitFindings, findings_by_venue
+from kiosk.collector.scenario import Scenario, expand, load_scenario, reference_facts, seed
+from kiosk.collector.storage.base import Storage
 from kiosk.findings import evaluate, unit_sort_key
 from kiosk.wire import format_rfc3339, parse_rfc3339
 
@@ -91,3 +93,40 @@ def test_reference_evaluator_agrees_with_the_fixture(path: Path) -> None:
         for venue in venues
     ]
     assert normalised(units, expanded.label_of) == expected_units(scenario)
+
+
+def as_units(found: list[UnitFindings]) -> list[dict[str, Any]]:
+    return [
+        {
+            "venue_id": unit.venue_id,
+            "findings": [
+                {
+                    "rule": f.rule.value,
+                    "kind": f.kind.value,
+                    "kiosk_id": f.kiosk_id,
+                    "count": f.count,
+                    "first": format_rfc3339(f.first),
+                    "last": format_rfc3339(f.last),
+                    "sample_entry_ids": list(f.sample_entry_ids),
+                }
+                for f in unit.findings
+            ],
+        }
+        for unit in found
+    ]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+async def test_storage_findings_match_the_fixture(path: Path, storage: Storage) -> None:
+    scenario = load_scenario(path)
+    seeded = await seed(storage, scenario)
+    scope = scenario.inspectors[0].region if scenario.inspectors else "harbin"
+    query = FindingsQuery(
+        since=scenario.since,
+        until=scenario.until,
+        now=scenario.now,
+        region=scope,
+        silent_after_s=scenario.silent_after_s,
+    )
+    found = await findings_by_venue(storage, query)
+    assert normalised(as_units(found), seeded.label_of) == expected_units(scenario)

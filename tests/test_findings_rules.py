@@ -52,9 +52,9 @@ def test_stuck_needs_twenty_readings() -> None:
     assert stuck(([36.6] * 20))
     # A real thermometer wanders by tenths of a degree.
     assert not stuck(([36.5, 36.6, 36.7, 36.8] * 10))
-    # Population standard deviation: 0.04 stuck, 0.06 not.
-    assert stuck(([36.56, 36.64] * 10))
-    assert not stuck(([36.54, 36.66] * 10))
+    # Readings are whole tenths: population standard deviation 0.0497 is stuck, 0.05 is not.
+    assert stuck([36.6] * 11 + [36.7] * 9)
+    assert not stuck([36.6, 36.7] * 10)
 
 
 def test_implausible_share_is_over_a_fifth() -> None:
