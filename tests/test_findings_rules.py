@@ -48,10 +48,10 @@ def test_rules_keep_the_spec_order() -> None:
 
 def test_stuck_needs_twenty_readings() -> None:
     assert stuck_from_sums(20, 20 * 366, 20 * 366 * 366)
-    assert not stuck(([36.6] * 19))
-    assert stuck(([36.6] * 20))
+    assert not stuck([36.6] * 19)
+    assert stuck([36.6] * 20)
     # A real thermometer wanders by tenths of a degree.
-    assert not stuck(([36.5, 36.6, 36.7, 36.8] * 10))
+    assert not stuck([36.5, 36.6, 36.7, 36.8] * 10)
     # Readings are whole tenths: population standard deviation 0.0497 is stuck, 0.05 is not.
     assert stuck([36.6] * 11 + [36.7] * 9)
     assert not stuck([36.6, 36.7] * 10)
