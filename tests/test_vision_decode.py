@@ -15,6 +15,7 @@ from kiosk.demo.frames import camera_frame
 from kiosk.vision.decode import (
     ChainSettings,
     DecoderChain,
+    candidate_regions,
     read_qr_texts,
     read_qr_texts_async,
     to_gray,
@@ -107,13 +108,25 @@ def test_refused_frames_are_counted() -> None:
 
 
 def test_a_failing_decoder_is_counted_and_the_next_one_reads() -> None:
-    # A binarizer zxing-cpp does not have makes its step raise on every frame.
-    broken = ChainSettings(zxing=ZxingOptions(binarizer="NoSuchBinarizer"))
+    # A binarizer zxing-cpp does not have makes its pass raise on every frame.
+    broken = ChainSettings(zxing_passes=(ZxingOptions(binarizer="NoSuchBinarizer"),))
     chain = DecoderChain(broken)
-    assert chain.read_texts(camera_frame([CODE], size=(640, 480))) == [CODE]
+    frame = camera_frame([CODE], size=(640, 480))
+    assert chain.read_texts(frame) == [CODE]  # pyzbar, the fallback, read it
     stats = chain.stats
     assert stats.errors["zxing"] == 1
     assert "zxing" in stats.last_error and "NoSuchBinarizer" in stats.last_error
+    # Without the fallback only the (broken) zxing-cpp pass runs.
+    assert chain.read_texts(frame, fallback=False) == []
+    assert chain.stats.errors["zxing"] == 2
+
+
+def test_the_zxing_passes_alone_read_normal_and_dark_codes() -> None:
+    frame = camera_frame([CODE], size=(1280, 720))
+    assert read_qr_texts(frame, fallback=False) == [CODE]
+    assert read_qr_texts(np.bitwise_not(frame), fallback=False) == [CODE]
+    names = DecoderChain().step_names
+    assert names == ["zxing-fast", "zxing", "zxing-global", "pyzbar", "pyzbar-inverted"]
 
 
 def test_binary_payloads_become_text_without_raising() -> None:
@@ -159,24 +172,34 @@ async def test_decoding_leaves_the_event_loop_free() -> None:
             await asyncio.sleep(0.01)
 
     with_code = camera_frame([CODE], size=(1920, 1080), seed=3)
-    # An empty frame runs every fallback step: the longest decode a kiosk sees.
+    # pyzbar over the whole of an empty frame: the longest decode one frame can cost.
     without_code = camera_frame([], size=(1920, 1080), seed=4)
+    exhaustive = DecoderChain(ChainSettings.exhaustive())
     task = asyncio.create_task(ticker())
     try:
         await asyncio.sleep(0.03)
-        windows = []
-        for frame, expected in ((with_code, [CODE]), (without_code, [])):
-            start = time.monotonic()
-            assert await read_qr_texts_async(frame) == expected
-            windows.append((start, time.monotonic()))
+        assert await read_qr_texts_async(with_code) == [CODE]
+        start = time.monotonic()
+        assert await exhaustive.read_texts_async(without_code) == []
+        end = time.monotonic()
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    start, end = windows[1]
     inside = [t for t in ticks if start < t < end]
     # Had the decode blocked the loop, no tick could fall inside its window.
     expected_ticks = (end - start) / 0.01
     assert len(inside) >= max(2, int(expected_ticks * 0.3)), (len(inside), end - start)
     gaps = np.diff([start, *inside, end])
     assert gaps.max() < max(0.1, (end - start) / 2), gaps
+
+
+def test_pyzbar_crops_cover_each_undecoded_symbol_once() -> None:
+    square = ((100.0, 100.0), (300.0, 100.0), (300.0, 300.0), (100.0, 300.0))
+    again = tuple((x + 3, y - 2) for x, y in square)  # the same symbol from another pass
+    edge = ((1200.0, 650.0), (1279.0, 650.0), (1279.0, 719.0), (1200.0, 719.0))
+    tiny = ((5.0, 5.0), (9.0, 5.0), (9.0, 9.0), (5.0, 9.0))
+    regions = candidate_regions([square, again, edge, tiny, ()], 1280, 720)
+    assert regions == [(67, 67, 334, 334), (1182, 633, 1280, 720)]
+    many = [((x, 10.0), (x + 40, 10.0), (x + 40, 50.0), (x, 50.0)) for x in range(0, 1000, 100)]
+    assert len(candidate_regions(many, 1280, 720)) == 4

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.vision.decode import read_qr_texts
+from kiosk.vision.decode import DecoderChain, read_qr_texts
 from kiosk.vision.images import read_image_file
 
 # Every 40th certificate, and ones that zxing-cpp's first pass misses in a 640×480 frame, so the
@@ -71,3 +71,21 @@ def test_chain_reads_phone_photos(shared_data: Path, photo: str) -> None:
     image = cv2.imread(str(root / photo), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     assert image is not None
     assert set(read_qr_texts(image)) & set(entry["expected"])
+
+
+def test_on_a_large_frame_pyzbar_reads_around_a_symbol_zxing_could_not_decode(
+    shared_data: Path,
+) -> None:
+    # A 1000×1088 photo (larger than pyzbar reads whole) that only pyzbar decodes.
+    image = cv2.imread(
+        str(shared_data / "boofcv-qrcodes-v3/boofcv-v3/detection/noncompliant/image007.jpg"),
+        cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION,
+    )
+    chain = DecoderChain()
+    assert chain.read(image, fallback=False) == []
+    (read,) = chain.read(image)
+    assert read.decoder == "pyzbar"
+    assert read.text == "http://www.radians.com/sizing_charts/"
+    # Its corners are in frame coordinates (the labelled outline's centre is near 516, 551).
+    x, y = read.centre
+    assert abs(x - 516) < 30 and abs(y - 551) < 30

@@ -1,7 +1,33 @@
 """Every QR text in a camera frame: the decoder chain the door process runs on each frame.
 
-(The chain's order and settings are justified by `bench/decode.py`; the reasoning is filled in
-below once measured.)
+The order, the passes and the bounds come from `bench/decode.py` (results in
+bench/results/decode.md; figures below are from that run, 2 cores, single-threaded):
+
+1. zxing-cpp, three passes, each only when the one before read nothing (the primary steps):
+   - `zxing-fast`: full resolution only, no inverted pass. A phone held up to the camera is read
+     here: about 1 ms at 1280×720 on a hit, where zxing-cpp's defaults spend 2–3 ms because they
+     keep searching the downscaled and inverted images for more codes after the first.
+   - `zxing`: zxing-cpp's defaults (downscaled pyramid, inverted image): dark-mode phones (0 of
+     507 inverted certificates are read without it) and most of the phone photos (69%; 49%
+     without the downscaled search).
+   - `zxing-global`: the same with the global-histogram binarizer, which reads 20 of the 22
+     certificates in a 640×480 frame and 3 in 1280×720 that the local binarizer misses, for
+     under 1 ms more on a miss.
+   All three together cost 2–4 ms on a 1280×720 frame without a code.
+2. pyzbar (the fallback), only when no zxing-cpp pass read anything. It costs 15–40 ms on a
+   640×480 to 1280×720 frame without a code and 80–250 ms at 1920×1080, so it reads the whole
+   frame only up to 800×600 pixels; on larger frames it reads only around the symbols zxing-cpp
+   found but could not decode (each crop a few ms). On the public sets that loses nothing: the
+   only images pyzbar reads and zxing-cpp does not were either small or had such a symbol. pyzbar
+   reads light-on-dark codes only from the negative, so it runs on the negative as well.
+3. OpenCV's QRCodeDetector is off: on the public sets it adds one BoofCV photo to the chain's
+   reads, while costing 40–170 ms on every 1280×720 frame without a code and several seconds on
+   some photos (its multi-code search took 100 s on one); it cannot be interrupted, so it cannot
+   be time-boxed. `ChainSettings(opencv_max_pixels=...)` turns it on below a frame size.
+
+Grayscale conversion happens once per frame; nothing is upscaled. Every decoder call is guarded:
+a library that raises on a frame (OpenCV on some ECI codes, zxing-cpp's binding on text that is
+not UTF-8) costs that step, is counted in `stats`, and the next step runs.
 """
 
 from __future__ import annotations
@@ -11,51 +37,65 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from kiosk.vision.decoders import (
     Gray,
+    Point,
     QrRead,
     ZxingOptions,
     read_opencv,
     read_pyzbar,
     read_pyzbar_inverted,
-    read_zxing,
+    read_zxing_with_candidates,
 )
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Gray], Sequence[QrRead]]
+T = TypeVar("T")
 
 # The smallest QR code (version 1) is 21 modules wide; nothing smaller can hold one.
 MIN_FRAME_SIDE = 21
 # Beyond 4096×4096 a frame is a misconfigured camera or garbage; decoding it would stall the door.
 MAX_FRAME_PIXELS = 4096 * 4096
 
+ZXING_FAST = ZxingOptions(name="zxing-fast", try_downscale=False, try_invert=False)
+ZXING_FULL = ZxingOptions(name="zxing")
+ZXING_GLOBAL = ZxingOptions(name="zxing-global", binarizer="GlobalHistogram")
+
+# Around a symbol zxing-cpp found but could not decode, pyzbar reads a crop this much larger
+# than the symbol on each side: about its quiet zone, and corners placed imprecisely. (zbar is
+# sensitive to it: on the one photo of the public sets read this way, 10–15% work, 5% and 20%
+# do not.)
+CANDIDATE_MARGIN = 0.125
+MAX_CANDIDATES = 4
+
 
 @dataclass(frozen=True, slots=True)
 class ChainSettings:
-    """Which steps the chain runs, in order, each only when the ones before found nothing.
+    """What the chain runs. The zxing-cpp passes are its primary steps; pyzbar (on the frame and
+    its negative) and OpenCV are its fallback, which a caller may leave out for a frame
+    (`read(frame, fallback=False)`), as the door does on most frames of a stream.
 
-    A step with a pixel bound is skipped on larger frames: that is its time box (no decoder can
-    be interrupted once called). 0 turns a step off.
+    pyzbar reads whole frames up to `pyzbar_frame_max_pixels` and, on larger ones, only crops
+    around the symbols zxing-cpp found but could not decode. OpenCV runs on frames up to
+    `opencv_max_pixels` (0: never).
     """
 
-    zxing: ZxingOptions = field(default_factory=ZxingOptions)
-    zxing_second_binarizer: str | None = "GlobalHistogram"
-    pyzbar_max_pixels: int = MAX_FRAME_PIXELS
-    pyzbar_inverted_max_pixels: int = 800 * 600
+    zxing_passes: tuple[ZxingOptions, ...] = (ZXING_FAST, ZXING_FULL, ZXING_GLOBAL)
+    pyzbar_frame_max_pixels: int = 800 * 600
+    pyzbar_inverted: bool = True
     opencv_max_pixels: int = 0
 
     @classmethod
     def exhaustive(cls) -> ChainSettings:
-        """Every zxing-cpp and pyzbar step on any frame: for one image, where time matters less."""
-        return cls(pyzbar_inverted_max_pixels=MAX_FRAME_PIXELS)
+        """pyzbar on the whole of any frame: for one image, where time matters less."""
+        return cls(pyzbar_frame_max_pixels=MAX_FRAME_PIXELS)
 
 
 @dataclass
@@ -103,30 +143,62 @@ def to_gray(frame: object) -> Gray | None:
     return np.ascontiguousarray(gray, dtype=np.uint8)
 
 
+Region = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def candidate_regions(
+    outlines: Sequence[tuple[Point, ...]], width: int, height: int
+) -> list[Region]:
+    """Crops around undecoded symbols, grown by CANDIDATE_MARGIN, one per place (at most 4)."""
+    regions: list[Region] = []
+    for outline in outlines:
+        if not outline:
+            continue
+        xs = [x for x, _ in outline]
+        ys = [y for _, y in outline]
+        centre_x, centre_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        if any(x0 <= centre_x < x1 and y0 <= centre_y < y1 for x0, y0, x1, y1 in regions):
+            continue  # the same symbol, found again by another pass
+        grow_x = (max(xs) - min(xs)) * CANDIDATE_MARGIN + 8
+        grow_y = (max(ys) - min(ys)) * CANDIDATE_MARGIN + 8
+        x0, x1 = max(0, int(min(xs) - grow_x)), min(width, int(max(xs) + grow_x) + 1)
+        y0, y1 = max(0, int(min(ys) - grow_y)), min(height, int(max(ys) + grow_y) + 1)
+        if x1 - x0 >= MIN_FRAME_SIDE and y1 - y0 >= MIN_FRAME_SIDE:
+            regions.append((x0, y0, x1, y1))
+        if len(regions) == MAX_CANDIDATES:
+            break
+    return regions
+
+
+def _shifted(read: QrRead, x0: int, y0: int) -> QrRead:
+    return QrRead(read.text, tuple((x + x0, y + y0) for x, y in read.corners), read.decoder)
+
+
 class DecoderChain:
     """Runs the decoders in order on one grayscale copy of a frame; never raises.
 
     Thread-safe: the door decodes in a worker thread while its status page reads `stats`.
     """
 
-    def __init__(self, settings: ChainSettings = ChainSettings()) -> None:
-        self.settings = settings
+    def __init__(self, settings: ChainSettings | None = None) -> None:
+        self.settings = settings or ChainSettings()
         self._stats = DecodeStats()
         self._lock = threading.Lock()
-        steps: list[tuple[str, int, Step]] = [
-            ("zxing", MAX_FRAME_PIXELS, partial(read_zxing, options=settings.zxing))
-        ]
-        if settings.zxing_second_binarizer:
-            second = replace(settings.zxing, binarizer=settings.zxing_second_binarizer)
-            steps.append(
-                ("zxing-" + second.binarizer, MAX_FRAME_PIXELS, partial(read_zxing, options=second))
-            )
-        steps += [
-            ("pyzbar", settings.pyzbar_max_pixels, read_pyzbar),
-            ("pyzbar-inverted", settings.pyzbar_inverted_max_pixels, read_pyzbar_inverted),
-            ("opencv", settings.opencv_max_pixels, read_opencv),
-        ]
-        self._steps = tuple(steps)
+        pyzbar_steps = [("pyzbar", read_pyzbar)]
+        if self.settings.pyzbar_inverted:
+            pyzbar_steps.append(("pyzbar-inverted", read_pyzbar_inverted))
+        self._pyzbar_steps: tuple[tuple[str, Callable[[Gray], list[QrRead]]], ...] = tuple(
+            pyzbar_steps
+        )
+
+    @property
+    def step_names(self) -> list[str]:
+        """The steps in the order they run (the fallback ones last)."""
+        names = [options.name for options in self.settings.zxing_passes]
+        names += [name for name, _ in self._pyzbar_steps]
+        if self.settings.opencv_max_pixels > 0:
+            names.append("opencv")
+        return names
 
     @property
     def stats(self) -> DecodeStats:
@@ -139,21 +211,16 @@ class DecoderChain:
                 self._stats.last_error,
             )
 
-    def read(self, frame: object) -> list[QrRead]:
-        """Every distinct QR code in the frame, left to right; [] for a frame that holds none."""
+    def read(self, frame: object, *, fallback: bool = True) -> list[QrRead]:
+        """Every distinct QR code in the frame, left to right; [] for a frame that holds none.
+        `fallback=False` runs the zxing-cpp passes only."""
         gray = to_gray(frame)
         if gray is None:
             with self._lock:
                 self._stats.frames += 1
                 self._stats.rejected_frames += 1
             return []
-        reads: list[QrRead] = []
-        for name, max_pixels, step in self._steps:
-            if gray.size > max_pixels:
-                continue
-            reads = self._guarded(name, step, gray)
-            if reads:
-                break
+        reads = self._decode(gray, fallback)
         distinct = _distinct(reads)
         with self._lock:
             self._stats.frames += 1
@@ -161,23 +228,54 @@ class DecoderChain:
                 self._stats.frames_with_code += 1
         return distinct
 
-    def read_texts(self, frame: object) -> list[str]:
-        return [read.text for read in self.read(frame)]
+    def read_texts(self, frame: object, *, fallback: bool = True) -> list[str]:
+        return [read.text for read in self.read(frame, fallback=fallback)]
 
-    async def read_texts_async(self, frame: object) -> list[str]:
+    async def read_texts_async(self, frame: object, *, fallback: bool = True) -> list[str]:
         """`read_texts` in a worker thread: the decoders release the GIL, so the loop runs on."""
-        return await asyncio.to_thread(self.read_texts, frame)
+        return await asyncio.to_thread(partial(self.read_texts, frame, fallback=fallback))
 
-    def _guarded(self, name: str, step: Step, gray: Gray) -> list[QrRead]:
+    def _decode(self, gray: Gray, fallback: bool) -> list[QrRead]:
+        outlines: list[tuple[Point, ...]] = []
+        for options in self.settings.zxing_passes:
+            found = self._guarded(
+                options.name, partial(read_zxing_with_candidates, options=options), gray
+            )
+            if found is None:
+                continue
+            reads = [read for read in found[0] if read.text]
+            if reads:
+                return reads
+            outlines += found[1]
+        if not fallback:
+            return []
+        height, width = gray.shape
+        whole = gray.size <= self.settings.pyzbar_frame_max_pixels
+        regions = [(0, 0, width, height)] if whole else candidate_regions(outlines, width, height)
+        for name, step in self._pyzbar_steps:
+            reads = []
+            for x0, y0, x1, y1 in regions:
+                crop = gray if whole else np.ascontiguousarray(gray[y0:y1, x0:x1])
+                for read in self._guarded(name, step, crop) or []:
+                    if read.text:
+                        reads.append(_shifted(read, x0, y0))
+            if reads:
+                return reads
+        if gray.size <= self.settings.opencv_max_pixels:
+            return [read for read in self._guarded("opencv", read_opencv, gray) or [] if read.text]
+        return []
+
+    def _guarded(self, name: str, step: Callable[[Gray], T], gray: Gray) -> T | None:
+        """The step's result, or None when its library raised (counted, and logged at debug)."""
         try:
-            return [read for read in step(gray) if read.text]
+            return step(gray)
         except Exception as exc:  # a library failing on one frame must not stop the door
             detail = f"{name}: {type(exc).__name__}: {exc}"[:200]
             with self._lock:
                 self._stats.errors[name] += 1
                 self._stats.last_error = detail
             log.debug("decoder failed on a frame: %s", detail)
-            return []
+            return None
 
 
 def _distinct(reads: Sequence[QrRead]) -> list[QrRead]:
@@ -196,11 +294,12 @@ def default_chain() -> DecoderChain:
     return _default_chain
 
 
-def read_qr_texts(frame: object) -> list[str]:
-    """Every distinct QR text in a BGR, BGRA or gray uint8 frame; [] when none; never raises."""
-    return _default_chain.read_texts(frame)
+def read_qr_texts(frame: object, *, fallback: bool = True) -> list[str]:
+    """Every distinct QR text in a BGR, BGRA or gray uint8 frame; [] when none; never raises.
+    `fallback=False` runs the zxing-cpp passes only."""
+    return _default_chain.read_texts(frame, fallback=fallback)
 
 
-async def read_qr_texts_async(frame: object) -> list[str]:
+async def read_qr_texts_async(frame: object, *, fallback: bool = True) -> list[str]:
     """`read_qr_texts` in a worker thread, so the event loop never waits on a decoder."""
-    return await _default_chain.read_texts_async(frame)
+    return await _default_chain.read_texts_async(frame, fallback=fallback)

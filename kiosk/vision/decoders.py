@@ -58,8 +58,10 @@ def text_of(payload: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ZxingOptions:
-    """The zxing-cpp reader settings; the chain's choice and its reasons are in decode.py."""
+    """One zxing-cpp pass: its reader settings and the name its errors are counted under.
+    The defaults are zxing-cpp's own; the chain's passes and their reasons are in decode.py."""
 
+    name: str = "zxing"
     try_rotate: bool = True
     try_downscale: bool = True
     try_invert: bool = True
@@ -67,6 +69,14 @@ class ZxingOptions:
 
 
 def read_zxing(gray: Gray, options: ZxingOptions = ZxingOptions()) -> list[QrRead]:
+    return read_zxing_with_candidates(gray, options)[0]
+
+
+def read_zxing_with_candidates(
+    gray: Gray, options: ZxingOptions = ZxingOptions()
+) -> tuple[list[QrRead], list[tuple[Point, ...]]]:
+    """zxing-cpp's reads, and the outlines of the symbols it found but could not decode (where
+    another decoder may still succeed)."""
     barcodes = zxingcpp.read_barcodes(
         gray,
         formats=_ZXING_QR,
@@ -75,8 +85,10 @@ def read_zxing(gray: Gray, options: ZxingOptions = ZxingOptions()) -> list[QrRea
         try_invert=options.try_invert,
         text_mode=zxingcpp.TextMode.Plain,
         binarizer=getattr(zxingcpp.Binarizer, options.binarizer),
+        return_errors=True,
     )
     reads = []
+    candidates = []
     for barcode in barcodes:
         position = barcode.position
         corners = tuple(
@@ -88,8 +100,11 @@ def read_zxing(gray: Gray, options: ZxingOptions = ZxingOptions()) -> list[QrRea
                 position.bottom_left,
             )
         )
-        reads.append(QrRead(_zxing_text(barcode), corners, "zxing"))
-    return reads
+        if barcode.valid:
+            reads.append(QrRead(_zxing_text(barcode), corners, options.name))
+        else:
+            candidates.append(corners)
+    return reads, candidates
 
 
 def _zxing_text(barcode: Any) -> str:
