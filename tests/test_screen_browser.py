@@ -11,32 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from browser import ARTIFACTS, chromium_page, needs_chromium
 
 from kiosk.door.config import LocalApiSection
 from kiosk.door.screen import ScreenHub, ScreenState, build_local_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (make test installs it: "
-        "bash scripts/system-deps.sh chromium)",
-    ),
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -58,30 +38,12 @@ async def door_screen() -> AsyncIterator[tuple[ScreenHub, str]]:
 
 @pytest.fixture
 async def page(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800},
-        )
-        page = context.pages[0] if context.pages else await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        try:
-            yield page
-            assert errors == [], f"the page raised: {errors}"
-        except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / f"{request.node.name}.png"
-            await page.screenshot(path=str(shot))
-            raise
-        finally:
-            await context.close()
+    async with chromium_page(
+        tmp_path / "chromium-profile",
+        request.node.name,
+        extra_args=["--autoplay-policy=no-user-gesture-required"],
+    ) as page:
+        yield page
 
 
 async def shown(page: Any, state: str) -> dict[str, Any]:
