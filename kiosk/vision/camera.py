@@ -390,6 +390,7 @@ class Camera:
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
         self._finished.clear()
+        self._due = None
         self._started_at = self._clock()
         self._thread = threading.Thread(
             target=self._run, name=f"camera {self.source.name}", daemon=True
