@@ -38,7 +38,7 @@ _UNIX_SECONDS = re.compile(r"-?[0-9]{1,15}")
 EXPLANATIONS = {
     Verdict.VALID: "signature, issuer and dates check out",
     Verdict.NOT_VHC: "not a VHC1 code",
-    Verdict.MALFORMED: "not a well-formed code (its parts, JSON or claims break the format)",
+    Verdict.MALFORMED: "not a well-formed code: its parts, JSON or claims break the format",
     Verdict.UNKNOWN_KEY: "its key (kid) is not on the trust list for this issuer",
     Verdict.BAD_SIGNATURE: "the signature does not match: altered, or not signed by that key",
     Verdict.NOT_YET_VALID: "issued more than 5 minutes in the future: check the clocks",
