@@ -298,3 +298,17 @@ async def test_the_clock_offset_is_measured_at_every_exchange(kit: SyncKit) -> N
     assert final is not None and abs(final - 90_000) <= 1000
     assert service.status.clock_uncertainty_ms is not None
     assert service.status.clock_uncertainty_ms <= 500
+
+
+async def test_stopping_mid_batch_leaves_nothing_running(kit: SyncKit) -> None:
+    await kit.write(250)
+    kit.collector.script.extend(["ok", "stall"])  # the second batch hangs at the collector
+    before = asyncio.all_tasks()
+    service = kit.service(batch_limit=100)
+    async with running(service):
+        # The first batch is marked sent while the second is at the collector.
+        await until(lambda: len(kit.collector.bodies) == 2 and service.status.sent == 100)
+    await kit.collector.stop()  # its own handler of the stalled request ends too
+    assert asyncio.all_tasks() == before
+    # The batch cut off is still unsent, to be sent again.
+    assert (await kit.log.stats()).backlog == 150

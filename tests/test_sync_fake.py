@@ -48,7 +48,8 @@ def error(status: int, code: str, detail: str, **extra: Any) -> web.Response:
 
 class FakeCollector:
     """One venue, one kiosk. `script` holds faults for the next entries requests, in order:
-    an int (answer that status), "drop" (close the connection, nothing stored), "commit_drop"
+    "ok" (answer as usual), an int (answer that status), "drop" (close the connection, nothing
+    stored), "commit_drop"
     (store, then close without answering: the worst case) or "stall" (answer nothing until the
     test ends)."""
 

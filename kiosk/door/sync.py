@@ -248,21 +248,47 @@ class SyncService:
     # -- entries --------------------------------------------------------------------------
 
     async def drain(self) -> _Failure | None:
-        """Send every unsent entry; None once the log has none left, else why it stopped."""
-        wake = self._runtime.entry_written
-        while True:
-            wake.clear()  # before reading: an entry written from here on wakes the idle wait
-            try:
-                rows = await self._log.unsent_bodies(self.batch_limit)
-            except StoreError as exc:
-                return self._store_failed("reading unsent entries", exc)
-            if not rows:
-                return None
-            failure = await self._deliver(rows)
-            if failure is not None:
-                return failure
+        """Send every unsent entry; None once the log has none left, else why it stopped.
 
-    async def _deliver(self, rows: list[tuple[str, str]]) -> _Failure | None:
+        While one batch is at the collector, the previous one is marked sent and the next one
+        read, so the kiosk's own disk work (a synced commit per batch) hides behind the round
+        trip; requests still go one at a time, oldest first."""
+        wake = self._runtime.entry_written
+        stored: list[str] = []  # the collector answered 200; not yet marked in the log
+        try:
+            wake.clear()  # before reading: an entry written from here on wakes the idle wait
+            rows = await self._log.unsent_bodies(self.batch_limit)
+            while rows:
+                sending = asyncio.create_task(self._deliver(rows))
+                try:
+                    await self._mark_sent(stored)
+                    stored = []
+                    wake.clear()
+                    in_flight = {entry_id for entry_id, _ in rows}
+                    ahead = await self._log.unsent_bodies(self.batch_limit + len(rows))
+                    rows = [row for row in ahead if row[0] not in in_flight][: self.batch_limit]
+                except BaseException:  # a store error, or the service stopping: no orphan
+                    sending.cancel()
+                    await asyncio.gather(sending, return_exceptions=True)
+                    raise
+                stored, failure = await sending
+                if failure is not None:
+                    await self._mark_sent(stored)
+                    return failure
+            await self._mark_sent(stored)
+        except StoreError as exc:  # entries stored there but not marked are resent, as duplicates
+            return self._store_failed("reading or marking entries", exc)
+        return None
+
+    async def _mark_sent(self, ids: list[str]) -> None:
+        if ids:
+            await self._log.mark_sent(ids)
+            self.status.sent += len(ids)
+
+    async def _deliver(self, rows: list[tuple[str, str]]) -> tuple[list[str], _Failure | None]:
+        """Send these entries, split to fit and without any the collector refuses: the ids it
+        stored (200), and why it stopped early, if it did."""
+        stored: list[str] = []
         pending = deque(_split_by_size(rows, self._body_limit))
         while pending:
             batch = pending.popleft()
@@ -271,11 +297,7 @@ class SyncService:
             ids = [entry_id for entry_id, _ in batch]
             if isinstance(outcome, Stored):
                 self._contact_ok()
-                try:
-                    await self._log.mark_sent(ids)
-                except StoreError as exc:  # stored there: resent later, counted as duplicates
-                    return self._store_failed("marking entries sent", exc)
-                self.status.sent += len(batch)
+                stored.extend(ids)
                 self.status.batches += 1
                 self.status.duplicates += outcome.duplicates or 0
             elif isinstance(outcome, BadEntry) and outcome.index < len(batch):
@@ -285,7 +307,7 @@ class SyncService:
                 try:
                     await self._log.set_aside(bad, why)
                 except StoreError as exc:
-                    return self._store_failed("setting an entry aside", exc)
+                    return stored, self._store_failed("setting an entry aside", exc)
                 self.status.set_aside += 1
                 log.error(
                     "the collector refused entry %s (%s); set it aside and sending the rest",
@@ -310,13 +332,13 @@ class SyncService:
             elif isinstance(outcome, TooLarge):
                 # One entry refused as too large: nothing left to split. Keep it (never drop an
                 # entry on a guess; a collector that small refuses every entry) and alert.
-                return self._failed(
+                return stored, self._failed(
                     Rejected(
                         413, "too_large", f"a single entry is over its limit: {outcome.detail}"
                     )
                 )
             elif isinstance(outcome, BadEntry):
-                return self._failed(
+                return stored, self._failed(
                     Rejected(
                         400,
                         outcome.error,
@@ -325,8 +347,8 @@ class SyncService:
                     )
                 )
             else:
-                return self._failed(outcome)
-        return None
+                return stored, self._failed(outcome)
+        return stored, None
 
     # -- heartbeats -----------------------------------------------------------------------
 
