@@ -466,7 +466,7 @@ async def test_every_answer_of_an_error_has_the_one_shape(collector: Collector) 
     seen = 0
     for resource in app.router.resources():
         info = resource.get_info()
-        path = info.get("path") or info["formatter"].format(venue_type="general")
+        path = info.get("path") or info["formatter"].format(venue_type="general", venue_id="v-a")
         methods = {route.method for route in resource}
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
             response = await client.request(method, path, data=b"{")

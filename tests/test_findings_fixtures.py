@@ -1,5 +1,6 @@
 """The findings scenarios of tests/fixtures/findings: each one's expected answer, held against
-the pure reference evaluator here and against the collector on SQLite and PostgreSQL."""
+the pure reference evaluator here (and against a real collector on SQLite and PostgreSQL in
+tests/test_inspectors_api.py, which imports the helpers below)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.collector.findings import FindingsQuery, UnitFindings, findings_by_venue
-from kiosk.collector.scenario import Scenario, expand, load_scenario, reference_facts, seed
-from kiosk.collector.storage.base import Storage
+from kiosk.collector.scenario import Scenario, expand, load_scenario, reference_facts
 from kiosk.findings import evaluate, unit_sort_key
 from kiosk.wire import format_rfc3339, parse_rfc3339
 
@@ -93,40 +92,3 @@ def test_reference_evaluator_agrees_with_the_fixture(path: Path) -> None:
         for venue in venues
     ]
     assert normalised(units, expanded.label_of) == expected_units(scenario)
-
-
-def as_units(found: list[UnitFindings]) -> list[dict[str, Any]]:
-    return [
-        {
-            "venue_id": unit.venue_id,
-            "findings": [
-                {
-                    "rule": f.rule.value,
-                    "kind": f.kind.value,
-                    "kiosk_id": f.kiosk_id,
-                    "count": f.count,
-                    "first": format_rfc3339(f.first),
-                    "last": format_rfc3339(f.last),
-                    "sample_entry_ids": list(f.sample_entry_ids),
-                }
-                for f in unit.findings
-            ],
-        }
-        for unit in found
-    ]
-
-
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-async def test_storage_findings_match_the_fixture(path: Path, storage: Storage) -> None:
-    scenario = load_scenario(path)
-    seeded = await seed(storage, scenario)
-    scope = scenario.inspectors[0].region if scenario.inspectors else "harbin"
-    query = FindingsQuery(
-        since=scenario.since,
-        until=scenario.until,
-        now=scenario.now,
-        region=scope,
-        silent_after_s=scenario.silent_after_s,
-    )
-    found = await findings_by_venue(storage, query)
-    assert normalised(as_units(found), seeded.label_of) == expected_units(scenario)

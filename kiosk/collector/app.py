@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kiosk.collector import api_admin, api_kiosk, api_ops
+from kiosk.collector import api_admin, api_kiosk, api_ops, inspectors
 from kiosk.collector.auth import AuthGate
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.errors import error_middleware
@@ -96,7 +96,15 @@ def build_app(
     app[OPERATIONS_KEY] = []
     app.cleanup_ctx.append(_storage_context)
     app.cleanup_ctx.append(_maintenance_context)
-    add_operations(app, [*api_kiosk.OPERATIONS, *api_admin.OPERATIONS, *api_ops.OPERATIONS])
+    add_operations(
+        app,
+        [
+            *api_kiosk.OPERATIONS,
+            *api_admin.OPERATIONS,
+            *api_ops.OPERATIONS,
+            *inspectors.register(app),
+        ],
+    )
     return app
 
 
