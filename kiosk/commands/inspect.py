@@ -236,7 +236,8 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def render_table(answer: dict[str, Any]) -> str:
-    """The non-compliant answer as text for a terminal: one block per unit, worst first."""
+    """The non-compliant answer as text for a terminal: one block per unit, worst first, each
+    finding with its rule's plain words beneath."""
     units = answer.get("units", [])
     window = answer.get("window", {})
     head = f"{len(units)} non-compliant unit(s)"
@@ -246,22 +247,23 @@ def render_table(answer: dict[str, Any]) -> str:
         head += f" in {answer['region']}"
     lines = [head]
     for unit in units:
-        status = unit.get("status") or {}
-        state = status.get("status", "open")
-        closed = (
-            f"  CLOSED by {status.get('by')} at {status.get('at')}" if state == "closed" else ""
-        )
-        lines.append("")
-        lines.append(
-            f"{unit['venue_id']}  {unit.get('name', '')}  [{unit.get('region', '')}]{closed}"
-        )
+        closed = ""
+        if unit.get("status") == "closed":
+            closed = f"  CLOSED by {unit.get('status_set_by')} at {unit.get('status_set_at')}"
+        lines += [
+            "",
+            f"{unit['venue_id']}  {unit.get('name', '')}  [{unit.get('region', '')}]{closed}",
+            f"  {'RULE':<18} {'KIND':<14} {'KIOSK':<20} {'COUNT':>6}  {'FIRST':<24}  LAST",
+        ]
         for finding in unit.get("findings", []):
             try:
                 words = PLAIN_WORDS[Rule(finding["rule"])]["en"]
             except (KeyError, ValueError):
-                words = finding.get("rule", "?")
+                words = ""
             lines.append(
-                f"  {finding['rule']:<18} {finding.get('kind', ''):<15} {finding['kiosk_id']:<20}"
-                f" {finding['count']:>6}  {finding['first']} .. {finding['last']}  {words}"
+                f"  {finding['rule']:<18} {finding.get('kind', ''):<14} {finding['kiosk_id']:<20}"
+                f" {finding['count']:>6}  {finding['first']:<24}  {finding['last']}"
             )
+            if words:
+                lines.append(f"  {'':<18} {words}")
     return "\n".join(lines)
