@@ -24,10 +24,13 @@ from kiosk.demo.kit import StandaloneKit, make_kit
 from kiosk.door.app import DoorApp, DoorRuntime
 from kiosk.door.config import KioskConfig
 from kiosk.door.engine import DecisionEvent
+from kiosk.door.frames import FrameDecoder
 from kiosk.door.knowledge import save_cached_doc
 from kiosk.door.notify import Notifier
 from kiosk.door.store import EntryLog
 from kiosk.vision.camera import Frame
+from kiosk.vision.decode import ChainSettings, DecoderChain
+from kiosk.vision.decoders import ZxingOptions
 from kiosk.wire import Heartbeat
 
 
@@ -371,3 +374,15 @@ async def test_a_log_that_refuses_writes_says_not_recorded_and_admits_nobody(
             entry = await door.next_decision()
             assert (entry["decision"], entry["seq"]) == ("allow", 1)
             assert all(s["state"] != "pass" for s in states)  # no PASS without a record
+
+
+def test_the_fallback_decoders_get_one_frame_per_quarter_second_of_camera_time() -> None:
+    # zxing-cpp broken (an unknown binarizer raises on every frame): only the fallback can read,
+    # so the reads show on which frames it ran.
+    only_fallback = DecoderChain(
+        ChainSettings(zxing_passes=(ZxingOptions(binarizer="NoSuchBinarizer"),))
+    )
+    decode = FrameDecoder(fallback_every=0.25, chain=only_fallback)
+    frame = camera_frame(["VHC1:held-up"], size=(640, 480))
+    read = [bool(decode(frame, 10.0 + n / 30)) for n in range(16)]  # 30 fps
+    assert [n for n, hit in enumerate(read) if hit] == [0, 8]

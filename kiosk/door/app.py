@@ -34,7 +34,7 @@ from kiosk import __version__
 from kiosk.door.conditions import DoorConditions
 from kiosk.door.config import KioskConfig
 from kiosk.door.engine import DecisionEvent, DecisionLines, DoorEngine
-from kiosk.door.frames import FrameSource, build_camera, decode_frame
+from kiosk.door.frames import FrameDecoder, FrameSource, build_camera
 from kiosk.door.knowledge import KnowledgeHolder, StandaloneKnowledge, initial_knowledge
 from kiosk.door.notify import Notifier
 from kiosk.door.retention import FIRST_RUN_AFTER, retention_loop
@@ -351,13 +351,14 @@ class DoorApp:
 
     async def _frame_loop(self, parts: DoorParts, pool: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
+        decode = FrameDecoder()
         while True:
             frame = await parts.camera.next_frame()
             if frame is None:
                 # A replay without `loop` has ended (tests, demos): the door stays up, idle.
                 log.info("the camera's replay has ended", extra={"event": "replay_ended"})
                 return
-            texts = await loop.run_in_executor(pool, decode_frame, frame.image)
+            texts = await loop.run_in_executor(pool, decode, frame.image, frame.at)
             parts.engine.on_frame_texts(texts, frame.at)
 
     async def _tick(self, parts: DoorParts, standalone: StandaloneKnowledge | None) -> None:
