@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kiosk.collector import api_admin, api_kiosk, api_ops, inspectors
+from kiosk.collector import api_admin, api_kiosk, api_ops, dashboard, inspectors
 from kiosk.collector.auth import AuthGate
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.errors import error_middleware
@@ -105,6 +105,7 @@ def build_app(
             *inspectors.register(app),
         ],
     )
+    dashboard.setup(app)  # the inspectors' pages under /dashboard/ (not API: no OpenAPI)
     return app
 
 
