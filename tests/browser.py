@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.async_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -57,13 +60,12 @@ async def chromium_page(
             executable_path=str(CHROMIUM),
             headless=True,
             args=[*CHROMIUM_ARGS, *extra_args],
-            viewport=viewport or {"width": 1280, "height": 800},
+            viewport=cast("ViewportSize", viewport or {"width": 1280, "height": 800}),
             **context_options,
         )
         page = context.pages[0] if context.pages else await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
         try:
             yield page
             assert errors == [], f"the page raised: {errors}"

@@ -185,6 +185,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     "error_404": {"zh": "没有这个页面或场所。", "en": "There is no such page or unit."},
     "error_405": {"zh": "不支持此操作。", "en": "That action is not supported here."},
     "error_400": {"zh": "请求有误。", "en": "The request was not understood."},
+    "error_429": {
+        "zh": "此地址登录失败次数过多，请稍后再试。",
+        "en": "Too many failed sign-ins from this address; try again shortly.",
+    },
     "error_503": {
         "zh": "数据库暂时无法响应，请稍后再试。",
         "en": "The database cannot answer now; try again shortly.",
