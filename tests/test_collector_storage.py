@@ -295,3 +295,18 @@ async def test_postgres_partitions_by_day_and_moves_stranded_rows(
         ("entries_default", 1), ("entries_p20220305", 2), ("entries_p20220404", 3)
     ]
     assert await storage.count_entries() == 6
+
+
+async def test_any_time_is_accepted_however_far_off(storage: Storage) -> None:
+    await provision(storage)
+    w = LogWriter("k-a", "v-a")
+    entries = [
+        w.entry(ts="0001-01-01T00:00:00Z"),
+        w.entry(ts="9999-12-31T23:59:59.999Z"),
+        w.entry(ts="2022-03-05T17:06:40.123456789+08:00"),
+    ]
+    assert await ingest(storage, entries) == IngestResult(3, 0)
+    held = await storage.entries_of_kiosk("k-a", since=-7e10, until=3e11, limit=9)
+    assert [e.seq for e in held] == [1, 3, 2]
+    assert held[1].ts == pytest.approx(1646471200.123457)
+    assert {e.link for e in held} == {LINK_OK}
