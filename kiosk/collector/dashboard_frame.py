@@ -39,6 +39,7 @@ from kiosk.collector.keys import AUTH_KEY, CLOCK_KEY, CONFIG_KEY, STORAGE_KEY
 from kiosk.collector.sessions import SESSION_LIFETIME_S, SessionStore, csrf_matches, csrf_token
 from kiosk.collector.storage.base import Actor, Principal, StorageError
 from kiosk.collector.tokens import looks_like_token, token_hash
+from kiosk.wire import format_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ def make_templates() -> jinja2.Environment:
         format_time=i18n.format_time,
         format_ago=i18n.format_ago,
         format_minute=i18n.format_minute,
+        iso_time=format_rfc3339,
         format_duration=i18n.format_duration,
         lang_names=i18n.LANG_NAMES,
         langs=i18n.LANGS,

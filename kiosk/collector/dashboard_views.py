@@ -127,14 +127,6 @@ class FindingView:
         except ValueError:
             return len(SEVERITY)
 
-    @property
-    def first_iso(self) -> str:
-        return format_rfc3339(self.first)
-
-    @property
-    def last_iso(self) -> str:
-        return format_rfc3339(self.last)
-
 
 @dataclass(frozen=True, slots=True)
 class KioskView:
@@ -145,10 +137,6 @@ class KioskView:
     trust_age_s: float | None
     clock_offset_s: float | None
     policy_version: str | None
-
-    @property
-    def last_heartbeat_iso(self) -> str:
-        return format_rfc3339(self.last_heartbeat) if self.last_heartbeat is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
