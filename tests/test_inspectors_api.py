@@ -18,12 +18,15 @@ from kiosk.collector.app import build_app, server_settings
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.keys import STORAGE_KEY
 from kiosk.collector.scenario import (
+    CLEAN_VENUE,
+    MISBEHAVING_VENUE,
     SCENARIO_ADMIN,
     HttpSink,
     ManualClock,
     Scenario,
     Seeded,
     load_scenario,
+    misbehaving_city,
     seed,
 )
 from kiosk.collector.storage.base import Storage
@@ -344,3 +347,31 @@ async def test_rectification_reaches_the_kiosks(running: Running) -> None:
         json={"status": "closed", "note": "x"},
     )
     assert response.status == 404
+
+
+async def test_the_ready_made_misbehaving_city(running: Running) -> None:
+    """The scenario the demo and the dashboard's tests seed: each district's inspector sees
+    their own unit only, and only the misbehaving one has findings."""
+    now = parse_rfc3339("2022-03-05T12:00:00Z")
+    running.clock.now = now
+    seeded = await seed(running.storage, misbehaving_city(now))
+    seen = {}
+    for who in ("inspector-daowai", "inspector-nangang", "inspector-xiangfang"):
+        status, answer = await noncompliant(running, seeded, who)
+        assert status == 200
+        seen[who] = [
+            (u["venue_id"], [(f["rule"], f["kind"]) for f in u["findings"]])
+            for u in answer["units"]
+        ]
+    assert seen == {
+        "inspector-daowai": [
+            (MISBEHAVING_VENUE, [("override_entries", "override"), ("thermometer_fault", "stuck")])
+        ],
+        "inspector-nangang": [],
+        "inspector-xiangfang": [],
+    }
+    response = await running.client.get(
+        f"/api/v1/units/{CLEAN_VENUE}", headers=seeded.auth("inspector-nangang")
+    )
+    unit = await response.json()
+    assert unit["findings"] == [] and unit["entry_counts"]["deny"] == 1

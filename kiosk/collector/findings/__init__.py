@@ -31,7 +31,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from kiosk.collector.findings.model import Evidence, FindingsQuery, findings_of
+from kiosk.collector.findings.units import UnitHeader, unit_headers
 from kiosk.collector.storage.base import Storage, StorageError
+from kiosk.collector.tokens import region_covers
 from kiosk.findings import Finding, order_findings, unit_sort_key
 from kiosk.policies import VENUE_TYPES, load_policy
 
@@ -42,6 +44,7 @@ __all__ = ["FindingsQuery", "UnitFindings", "evidence", "findings_by_venue", "no
 class UnitFindings:
     venue_id: str
     findings: list[Finding] = field(default_factory=list)
+    header: UnitHeader | None = None  # name, region and status (None if the venue is gone)
 
 
 async def evidence(storage: Storage, query: FindingsQuery) -> Evidence:
@@ -85,5 +88,15 @@ async def findings_by_venue(storage: Storage, query: FindingsQuery) -> list[Unit
     grouped: dict[str, list[Finding]] = defaultdict(list)
     for venue_id, finding in findings_of(await evidence(storage, query), query.sample_size):
         grouped[venue_id].append(finding)
+    # The evidence is of the whole city (or of one venue); the region applies to its few rows.
+    headers = await unit_headers(storage, sorted(grouped))
+    if query.region:
+        grouped = {
+            venue: found
+            for venue, found in grouped.items()
+            if venue in headers and region_covers(query.region, headers[venue].region)
+        }
     venues = sorted(grouped, key=lambda venue: unit_sort_key(venue, grouped[venue]))
-    return [UnitFindings(venue, order_findings(grouped[venue])) for venue in venues]
+    return [
+        UnitFindings(venue, order_findings(grouped[venue]), headers.get(venue)) for venue in venues
+    ]

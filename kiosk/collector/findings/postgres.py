@@ -5,6 +5,7 @@ answer is one snapshot. Times cross as Unix seconds (the storage's timestamptz c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -42,20 +43,25 @@ from kiosk.findings import (
     STUCK_MIN_READINGS,
 )
 
-_SCOPED = """
-scoped AS (
-    SELECT venue_id, venue_type FROM venues
-    WHERE (:region::text = '' OR region = :region::text
-           OR left(region, length(:region::text) + 1) = :region::text || '/')
-      AND (:venue::text IS NULL OR venue_id = :venue::text)
-)"""
+# As in findings/sqlite.py: a whole-city form (the region is applied afterwards to the few rows
+# of evidence) and a one-venue form restricted to the venue's kiosks. Aggregating before any
+# join keeps the planner from looping over venues it cannot estimate.
+_KIOSKS_OF_VENUE = "(SELECT kiosk_id FROM kiosks WHERE venue_id = :venue::text)"
 
-_ENTRY_EVIDENCE = f"""
-WITH {_SCOPED},
-flagged AS MATERIALIZED (
-    SELECT e.id, e.kiosk_id, e.venue_id, e.ts, e.flags, s.venue_type
-    FROM entries AS e JOIN scoped AS s ON s.venue_id = e.venue_id
-    WHERE e.flags <> 0 AND e.ts >= :since AND e.ts < :until
+
+def _only(one_venue: bool) -> Callable[[str], str]:
+    def restrict(alias: str) -> str:
+        return f" AND {alias}.kiosk_id IN {_KIOSKS_OF_VENUE}" if one_venue else ""
+
+    return restrict
+
+
+def _entry_evidence_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    return f"""
+WITH flagged AS MATERIALIZED (
+    SELECT e.id, e.kiosk_id, e.venue_id, e.ts, e.flags FROM entries AS e
+    WHERE e.flags <> 0 AND e.ts >= :since AND e.ts < :until{only("e")}
 ),
 kinds AS (
     SELECT id, kiosk_id, venue_id, ts, 'override' AS kind FROM flagged
@@ -64,13 +70,14 @@ kinds AS (
     SELECT id, kiosk_id, venue_id, ts, 'broken_chain' FROM flagged
     WHERE flags & {ENTRY_BROKEN_CHAIN} <> 0
     UNION ALL
-    SELECT id, kiosk_id, venue_id, ts, 'unchecked' FROM flagged
-    WHERE flags & {ENTRY_NO_CODE | ENTRY_NO_TEMPERATURE} <> 0
-       OR (flags & {ENTRY_MASK_UNCHECKED} <> 0 AND venue_type <> ALL (:no_mask_types::text[]))
+    SELECT f.id, f.kiosk_id, f.venue_id, f.ts, 'unchecked' FROM flagged AS f
+    WHERE f.flags & {ENTRY_NO_CODE | ENTRY_NO_TEMPERATURE} <> 0
+       OR (f.flags & {ENTRY_MASK_UNCHECKED} <> 0
+           AND (SELECT v.venue_type FROM venues AS v WHERE v.venue_id = f.venue_id)
+               <> ALL (:no_mask_types::text[]))
     UNION ALL
-    SELECT r.entry_id, r.kiosk_id, r.venue_id, r.ts, 'reuse'
-    FROM code_reuse AS r JOIN scoped AS s ON s.venue_id = r.venue_id
-    WHERE r.ts >= :since AND r.ts < :until
+    SELECT r.entry_id, r.kiosk_id, r.venue_id, r.ts, 'reuse' FROM code_reuse AS r
+    WHERE r.ts >= :since AND r.ts < :until{only("r")}
 ),
 ranked AS (
     SELECT kiosk_id, venue_id, kind, id, ts,
@@ -84,19 +91,23 @@ SELECT kiosk_id, venue_id, kind, n, first, last, id FROM ranked
 WHERE position <= :sample::int ORDER BY kiosk_id, kind, position
 """
 
-_READINGS = f"""
-WITH {_SCOPED},
-edges AS (
-    SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c
-    FROM entries AS e JOIN scoped USING (venue_id)
-    WHERE e.temperature_c IS NOT NULL
-      AND ((e.ts >= :since AND e.ts < :head_until) OR (e.ts >= :tail_from AND e.ts < :until))
+
+def _readings_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    edge = f"""
+    SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c FROM entries AS e
+    WHERE e.temperature_c IS NOT NULL{only("e")}"""
+    return f"""
+WITH edges AS (
+    {edge} AND e.ts >= :since AND e.ts < :head_until
+    UNION ALL
+    {edge} AND e.ts >= :tail_from AND e.ts < :until
 ),
 parts AS (
     SELECT h.kiosk_id, h.venue_id, h.readings::bigint AS n, h.readings_sum_dc::numeric AS s,
            h.readings_sumsq_dc::numeric AS ss, h.implausible::bigint AS bad
-    FROM kiosk_hours AS h JOIN scoped USING (venue_id)
-    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0
+    FROM kiosk_hours AS h
+    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0{only("h")}
     UNION ALL
     SELECT kiosk_id, venue_id, 1, t, t * t,
            (c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C})::int
@@ -109,6 +120,7 @@ HAVING (sum(n) >= {STUCK_MIN_READINGS}
             < {STUCK_MAX_VARIANCE_TENTHS.numerator} * sum(n) * sum(n))
     OR sum(bad) * {round(1 / IMPLAUSIBLE_MAX_SHARE)} > sum(n)
 """
+
 
 _READING_SAMPLES = """
 SELECT id, ts FROM entries
@@ -139,32 +151,34 @@ def _beat_kind(bit: int) -> str:
     return f"count(*) {having}, min(received_at) {having}, max(received_at) {having}"
 
 
-_HEARTBEAT_EVIDENCE = f"""
-WITH {_SCOPED}
-SELECT h.kiosk_id, h.venue_id, {", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())}
-FROM heartbeats AS h JOIN scoped USING (venue_id)
+def _heartbeat_evidence_sql(one_venue: bool) -> str:
+    kinds = ", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())
+    return f"""
+SELECT h.kiosk_id, h.venue_id, {kinds}
+FROM heartbeats AS h
 WHERE h.flags <> 0 AND h.received_at >= :since AND h.received_at < :until
-  AND h.flags & {sum(_HEARTBEAT_KINDS.values())} <> 0
+  AND h.flags & {sum(_HEARTBEAT_KINDS.values())} <> 0{_only(one_venue)("h")}
 GROUP BY h.kiosk_id, h.venue_id
 """
 
-_SILENT = f"""
-WITH {_SCOPED},
-stretches AS (
+
+def _silent_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    return f"""
+WITH stretches AS (
     SELECT h.kiosk_id, h.received_at - h.gap_s * interval '1 second' AS start,
            h.received_at AS stop
-    FROM heartbeats AS h JOIN scoped USING (venue_id)
+    FROM heartbeats AS h
     WHERE h.flags <> 0 AND h.flags & {HEARTBEAT_AFTER_SILENCE} <> 0
       AND h.received_at > :since_plus_silence
-      AND h.received_at - h.gap_s * interval '1 second' < :end_minus_silence
+      AND h.received_at - h.gap_s * interval '1 second' < :end_minus_silence{only("h")}
     UNION ALL
     SELECT k.kiosk_id, k.provisioned_at, coalesce(st.first_received_at, :end)
-    FROM kiosks AS k JOIN scoped USING (venue_id)
-    LEFT JOIN kiosk_state AS st ON st.kiosk_id = k.kiosk_id
+    FROM kiosks AS k LEFT JOIN kiosk_state AS st ON st.kiosk_id = k.kiosk_id
+    WHERE k.provisioned_at < :end_minus_silence{only("k")}
     UNION ALL
-    SELECT st.kiosk_id, st.last_received_at, :end
-    FROM kiosk_state AS st JOIN scoped USING (venue_id)
-    WHERE st.last_received_at < :end_minus_silence
+    SELECT st.kiosk_id, st.last_received_at, :end FROM kiosk_state AS st
+    WHERE st.last_received_at < :end_minus_silence{only("st")}
 ),
 cut AS (
     SELECT k.kiosk_id, k.venue_id, greatest(s.start, :since, k.provisioned_at) AS start,
@@ -176,22 +190,24 @@ WHERE extract(epoch FROM stop - start) > :silent_after::float8
 GROUP BY kiosk_id, venue_id
 """
 
-_GAPS = f"""
-WITH {_SCOPED},
-candidates AS (
-    SELECT l.log_id, l.kiosk_id, l.venue_id FROM logs AS l JOIN scoped USING (venue_id)
-    WHERE l.held < l.max_seq
+
+def _gaps_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    return f"""
+WITH candidates AS (
+    SELECT l.log_id, l.kiosk_id, l.venue_id FROM logs AS l
+    WHERE l.held < l.max_seq{only("l")}
     UNION
     SELECT st.log_id, st.kiosk_id, st.venue_id
-    FROM kiosk_state AS st JOIN scoped USING (venue_id)
-    LEFT JOIN logs AS l ON l.log_id = st.log_id
-    WHERE st.last_seq - 1 > coalesce(l.max_seq, 0)
+    FROM kiosk_state AS st LEFT JOIN logs AS l ON l.log_id = st.log_id
+    WHERE st.last_seq - 1 > coalesce(l.max_seq, 0){only("st")}
 ),
 reported AS (
-    SELECT c.log_id, c.kiosk_id, c.venue_id, max(h.last_seq) AS top
-    FROM candidates AS c JOIN heartbeats AS h ON h.log_id = c.log_id
-    WHERE h.received_at >= :since AND h.received_at < :until AND h.received_at <= :cutoff
-    GROUP BY c.log_id, c.kiosk_id, c.venue_id
+    SELECT c.log_id, c.kiosk_id, c.venue_id,
+           (SELECT max(h.last_seq) FROM heartbeats AS h
+            WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff) AS top
+    FROM candidates AS c
 ),
 holes AS (
     SELECT r.log_id, r.kiosk_id, r.venue_id, r.top,
@@ -200,19 +216,34 @@ holes AS (
                WHERE lr.log_id = r.log_id AND lr.first_seq < r.top), 0) AS missing,
            coalesce((SELECT lr.last_seq + 1 FROM log_runs AS lr
                      WHERE lr.log_id = r.log_id AND lr.first_seq = 1), 1) AS first_missing
-    FROM reported AS r
+    FROM reported AS r WHERE r.top IS NOT NULL
+),
+reporting AS (
+    SELECT g.log_id, g.kiosk_id, g.venue_id, g.missing,
+           (SELECT min(h.received_at) FROM heartbeats AS h
+            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS first,
+           (SELECT max(h.received_at) FROM heartbeats AS h
+            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS last
+    FROM holes AS g WHERE g.missing > 0
 )
-SELECT o.kiosk_id, o.venue_id, sum(o.missing), min(b.first), max(b.last)
-FROM holes AS o JOIN (
-    SELECT g.log_id, min(h.received_at) AS first, max(h.received_at) AS last
-    FROM holes AS g JOIN heartbeats AS h ON h.log_id = g.log_id
-    WHERE g.missing > 0 AND h.received_at >= :since AND h.received_at < :until
-      AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
-    GROUP BY g.log_id
-) AS b ON b.log_id = o.log_id
-WHERE o.missing > 0
-GROUP BY o.kiosk_id, o.venue_id
+SELECT kiosk_id, venue_id, sum(missing), min(first), max(last) FROM reporting
+WHERE first IS NOT NULL
+GROUP BY kiosk_id, venue_id
 """
+
+
+_SQL = {
+    one_venue: {
+        "entries": _entry_evidence_sql(one_venue),
+        "readings": _readings_sql(one_venue),
+        "heartbeats": _heartbeat_evidence_sql(one_venue),
+        "silent": _silent_sql(one_venue),
+        "gaps": _gaps_sql(one_venue),
+    }
+    for one_venue in (False, True)
+}
 
 _NAME = re.compile(r"(?<!:):([a-z_]+)")
 
@@ -234,7 +265,6 @@ def positional(sql: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
 def params(query: FindingsQuery) -> dict[str, Any]:
     end = min(query.until, query.now)
     return {
-        "region": query.region,
         "venue": query.venue_id,
         "since": query.since,
         "until": query.until,
@@ -257,7 +287,7 @@ async def _fetch(conn: Any, sql: str, values: dict[str, Any]) -> list[Any]:
 async def _entry_evidence(conn: Any, bound: dict[str, Any]) -> list[EntryEvidence]:
     found: dict[tuple[str, str], EntryEvidence] = {}
     for kiosk_id, venue_id, kind, n, first, last, entry_id in await _fetch(
-        conn, _ENTRY_EVIDENCE, bound
+        conn, _SQL[bound["venue"] is not None]["entries"], bound
     ):
         key = (kiosk_id, kind)
         if key not in found:
@@ -268,7 +298,9 @@ async def _entry_evidence(conn: Any, bound: dict[str, Any]) -> list[EntryEvidenc
 
 async def _readings_evidence(conn: Any, bound: dict[str, Any]) -> list[ReadingsEvidence]:
     evidence = []
-    for kiosk_id, venue_id, n, s, ss, bad in await _fetch(conn, _READINGS, bound):
+    for kiosk_id, venue_id, n, s, ss, bad in await _fetch(
+        conn, _SQL[bound["venue"] is not None]["readings"], bound
+    ):
         readings = Readings(int(n), int(s), int(ss), int(bad))
         kiosk = bound | {"kiosk": kiosk_id}
         samples = await _fetch(conn, _READING_SAMPLES, kiosk)
@@ -289,7 +321,7 @@ async def _readings_evidence(conn: Any, bound: dict[str, Any]) -> list[ReadingsE
 
 async def _heartbeat_evidence(conn: Any, bound: dict[str, Any]) -> list[HeartbeatEvidence]:
     evidence = []
-    for row in await _fetch(conn, _HEARTBEAT_EVIDENCE, bound):
+    for row in await _fetch(conn, _SQL[bound["venue"] is not None]["heartbeats"], bound):
         kiosk_id, venue_id, *columns = row
         for index, kind in enumerate(_HEARTBEAT_KINDS):
             n, first, last = columns[3 * index : 3 * index + 3]
@@ -312,13 +344,21 @@ async def evidence(storage: PostgresStorage, query: FindingsQuery) -> Evidence:
 
 
 async def _gather(conn: Any, bound: dict[str, Any]) -> Evidence:
+    # These statements read little but look costly to the planner (correlated subqueries over
+    # large tables): JIT compilation would cost seconds and save nothing.
+    await conn.execute("SET LOCAL jit = off")
     return Evidence(
         await _entry_evidence(conn, bound),
         await _readings_evidence(conn, bound),
         await _heartbeat_evidence(conn, bound),
-        [SilentEvidence(*row) for row in await _fetch(conn, _SILENT, bound)],
+        [
+            SilentEvidence(*row)
+            for row in await _fetch(conn, _SQL[bound["venue"] is not None]["silent"], bound)
+        ],
         [
             GapEvidence(k, v, int(n), first, last)
-            for k, v, n, first, last in await _fetch(conn, _GAPS, bound)
+            for k, v, n, first, last in await _fetch(
+                conn, _SQL[bound["venue"] is not None]["gaps"], bound
+            )
         ],
     )

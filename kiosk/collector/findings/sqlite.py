@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from kiosk.collector.findings.model import (
@@ -44,22 +45,26 @@ from kiosk.findings import (
     STUCK_MIN_READINGS,
 )
 
-# The venues asked about: a region (by whole path segments) or one venue.
-_SCOPED = """
-scoped AS (
-    SELECT venue_id, venue_type FROM venues
-    WHERE (:region = '' OR region = :region
-           OR substr(region, 1, length(:region) + 1) = :region || '/')
-      AND (:venue IS NULL OR venue_id = :venue)
-)"""
+# Every statement comes in two forms: for the whole city (the region is applied afterwards, to
+# the few rows of evidence, kiosk.collector.findings) and for one venue, whose kiosks' own
+# indexes are then used. `{only(x)}` is empty or restricts table alias x to the venue's kiosks.
+_KIOSKS_OF_VENUE = "(SELECT kiosk_id FROM kiosks WHERE venue_id = :venue)"
 
-_ENTRY_EVIDENCE = f"""
-WITH {_SCOPED},
-flagged AS MATERIALIZED (
-    SELECT e.id, e.kiosk_id, e.venue_id, e.ts, e.flags, s.venue_type
-    FROM entries AS e INDEXED BY entries_flagged_ts
-    JOIN scoped AS s ON s.venue_id = e.venue_id
-    WHERE e.flags <> 0 AND e.ts >= :since AND e.ts < :until
+
+def _only(one_venue: bool) -> Callable[[str], str]:
+    def restrict(alias: str) -> str:
+        return f" AND {alias}.kiosk_id IN {_KIOSKS_OF_VENUE}" if one_venue else ""
+
+    return restrict
+
+
+def _entry_evidence_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    by = "entries_flagged" if one_venue else "entries_flagged_ts"
+    return f"""
+WITH flagged AS MATERIALIZED (
+    SELECT e.id, e.kiosk_id, e.venue_id, e.ts, e.flags FROM entries AS e INDEXED BY {by}
+    WHERE e.flags <> 0 AND e.ts >= :since AND e.ts < :until{only("e")}
 ),
 kinds AS (
     SELECT id, kiosk_id, venue_id, ts, 'override' AS kind FROM flagged
@@ -68,14 +73,14 @@ kinds AS (
     SELECT id, kiosk_id, venue_id, ts, 'broken_chain' FROM flagged
     WHERE flags & {ENTRY_BROKEN_CHAIN}
     UNION ALL
-    SELECT id, kiosk_id, venue_id, ts, 'unchecked' FROM flagged
-    WHERE flags & {ENTRY_NO_CODE | ENTRY_NO_TEMPERATURE}
-       OR (flags & {ENTRY_MASK_UNCHECKED}
-           AND venue_type NOT IN (SELECT value FROM json_each(:no_mask_types)))
+    SELECT f.id, f.kiosk_id, f.venue_id, f.ts, 'unchecked' FROM flagged AS f
+    WHERE f.flags & {ENTRY_NO_CODE | ENTRY_NO_TEMPERATURE}
+       OR (f.flags & {ENTRY_MASK_UNCHECKED}
+           AND (SELECT v.venue_type FROM venues AS v WHERE v.venue_id = f.venue_id)
+               NOT IN (SELECT value FROM json_each(:no_mask_types)))
     UNION ALL
-    SELECT r.entry_id, r.kiosk_id, r.venue_id, r.ts, 'reuse'
-    FROM code_reuse AS r JOIN scoped AS s ON s.venue_id = r.venue_id
-    WHERE r.ts >= :since AND r.ts < :until
+    SELECT r.entry_id, r.kiosk_id, r.venue_id, r.ts, 'reuse' FROM code_reuse AS r
+    WHERE r.ts >= :since AND r.ts < :until{only("r")}
 ),
 ranked AS (
     SELECT kiosk_id, venue_id, kind, id, ts,
@@ -89,24 +94,26 @@ SELECT kiosk_id, venue_id, kind, n, first, last, id FROM ranked
 WHERE position <= :sample ORDER BY kiosk_id, kind, position
 """
 
+
 # Readings per kiosk: whole hours from the rollups, the partial hours at either end from the
-# entries themselves (an index on readings by time).
-_READINGS = f"""
-WITH {_SCOPED},
-edges AS (
-    SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c FROM entries AS e
-    INDEXED BY entries_readings_ts JOIN scoped USING (venue_id)
-    WHERE e.temperature_c IS NOT NULL AND e.ts >= :since AND e.ts < :head_until
+# entries themselves (an index of readings by time).
+def _readings_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    by = "entries_kiosk_ts" if one_venue else "entries_readings_ts"
+    edge = f"""
+    SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c FROM entries AS e INDEXED BY {by}
+    WHERE e.temperature_c IS NOT NULL{only("e")}"""
+    return f"""
+WITH edges AS (
+    {edge} AND e.ts >= :since AND e.ts < :head_until
     UNION ALL
-    SELECT e.kiosk_id, e.venue_id, e.temperature_c FROM entries AS e
-    INDEXED BY entries_readings_ts JOIN scoped USING (venue_id)
-    WHERE e.temperature_c IS NOT NULL AND e.ts >= :tail_from AND e.ts < :until
+    {edge} AND e.ts >= :tail_from AND e.ts < :until
 ),
 parts AS (
     SELECT h.kiosk_id, h.venue_id, h.readings AS n, h.readings_sum_dc AS s,
            h.readings_sumsq_dc AS ss, h.implausible AS bad
-    FROM kiosk_hours AS h JOIN scoped USING (venue_id)
-    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0
+    FROM kiosk_hours AS h
+    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0{only("h")}
     UNION ALL
     SELECT kiosk_id, venue_id, 1, t, t * t, c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C}
     FROM (SELECT kiosk_id, venue_id, c, CAST(round(c * 10) AS INTEGER) AS t FROM edges)
@@ -118,6 +125,7 @@ HAVING (sum(n) >= {STUCK_MIN_READINGS}
             < {STUCK_MAX_VARIANCE_TENTHS.numerator} * sum(n) * sum(n))
     OR sum(bad) * {round(1 / IMPLAUSIBLE_MAX_SHARE)} > sum(n)
 """
+
 
 _READING_SAMPLES = """
 SELECT id, ts FROM entries INDEXED BY entries_kiosk_ts
@@ -135,6 +143,13 @@ WHERE kiosk_id = :kiosk AND ts >= :since AND ts < :until
 ORDER BY ts, id
 """
 
+_HEARTBEAT_KINDS = {
+    "reported_fault": HEARTBEAT_THERMOMETER_FAULT,
+    "stale": HEARTBEAT_STALE_TRUST,
+    "drift": HEARTBEAT_POLICY_DRIFT,
+    "skew": HEARTBEAT_CLOCK_SKEW,
+}
+
 
 def _beat_kind(bit: int) -> str:
     return f"""
@@ -142,39 +157,38 @@ def _beat_kind(bit: int) -> str:
     max(CASE WHEN flags & {bit} THEN received_at END)"""
 
 
-_HEARTBEAT_KINDS = {
-    "reported_fault": HEARTBEAT_THERMOMETER_FAULT,
-    "stale": HEARTBEAT_STALE_TRUST,
-    "drift": HEARTBEAT_POLICY_DRIFT,
-    "skew": HEARTBEAT_CLOCK_SKEW,
-}
-_HEARTBEAT_EVIDENCE = f"""
-WITH {_SCOPED}
-SELECT h.kiosk_id, h.venue_id, {", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())}
-FROM heartbeats AS h INDEXED BY heartbeats_flagged_received JOIN scoped USING (venue_id)
+def _heartbeat_evidence_sql(one_venue: bool) -> str:
+    by = "heartbeats_flagged" if one_venue else "heartbeats_flagged_received"
+    kinds = ", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())
+    return f"""
+SELECT h.kiosk_id, h.venue_id, {kinds}
+FROM heartbeats AS h INDEXED BY {by}
 WHERE h.flags <> 0 AND h.received_at >= :since AND h.received_at < :until
-  AND h.flags & {sum(_HEARTBEAT_KINDS.values())}
+  AND h.flags & {sum(_HEARTBEAT_KINDS.values())}{_only(one_venue)("h")}
 GROUP BY h.kiosk_id, h.venue_id
 """
+
 
 # Stretches without a heartbeat: the gaps flagged at arrival, the stretch from provisioning to
 # the first heartbeat (or to now, for a kiosk never heard), and the one from the latest
 # heartbeat on. Each is cut to [max(since, provisioned_at), min(until, now)).
-_SILENT = f"""
-WITH {_SCOPED},
-stretches AS (
+def _silent_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    by = "heartbeats_flagged" if one_venue else "heartbeats_flagged_received"
+    return f"""
+WITH stretches AS (
     SELECT h.kiosk_id, h.received_at - h.gap_s AS start, h.received_at AS stop
-    FROM heartbeats AS h INDEXED BY heartbeats_flagged_received JOIN scoped USING (venue_id)
+    FROM heartbeats AS h INDEXED BY {by}
     WHERE h.flags <> 0 AND h.flags & {HEARTBEAT_AFTER_SILENCE}
-      AND h.received_at > :since + :silent_after AND h.received_at - h.gap_s < :end - :silent_after
+      AND h.received_at > :since + :silent_after
+      AND h.received_at - h.gap_s < :end - :silent_after{only("h")}
     UNION ALL
     SELECT k.kiosk_id, k.provisioned_at, coalesce(st.first_received_at, :end)
-    FROM kiosks AS k JOIN scoped USING (venue_id)
-    LEFT JOIN kiosk_state AS st ON st.kiosk_id = k.kiosk_id
+    FROM kiosks AS k LEFT JOIN kiosk_state AS st ON st.kiosk_id = k.kiosk_id
+    WHERE k.provisioned_at < :end - :silent_after{only("k")}
     UNION ALL
-    SELECT st.kiosk_id, st.last_received_at, :end
-    FROM kiosk_state AS st JOIN scoped USING (venue_id)
-    WHERE st.last_received_at < :end - :silent_after
+    SELECT st.kiosk_id, st.last_received_at, :end FROM kiosk_state AS st
+    WHERE st.last_received_at < :end - :silent_after{only("st")}
 ),
 cut AS (
     SELECT k.kiosk_id, k.venue_id, max(s.start, :since, k.provisioned_at) AS start,
@@ -186,26 +200,28 @@ WHERE stop - start > :silent_after
 GROUP BY kiosk_id, venue_id
 """
 
+
 # Logs that may miss a seq: a hole below their highest held seq, or a latest heartbeat that
 # reports more than they hold. For those only: the highest last_seq reported by heartbeats of
 # the window received at least an hour ago, the seqs held below it (from the runs), the first
 # missing seq, and the heartbeats that reported a last_seq above it.
-_GAPS = f"""
-WITH {_SCOPED},
-candidates AS (
-    SELECT l.log_id, l.kiosk_id, l.venue_id FROM logs AS l JOIN scoped USING (venue_id)
-    WHERE l.held < l.max_seq
+def _gaps_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    return f"""
+WITH candidates AS (
+    SELECT l.log_id, l.kiosk_id, l.venue_id FROM logs AS l
+    WHERE l.held < l.max_seq{only("l")}
     UNION
     SELECT st.log_id, st.kiosk_id, st.venue_id
-    FROM kiosk_state AS st JOIN scoped USING (venue_id)
-    LEFT JOIN logs AS l ON l.log_id = st.log_id
-    WHERE st.last_seq - 1 > coalesce(l.max_seq, 0)
+    FROM kiosk_state AS st LEFT JOIN logs AS l ON l.log_id = st.log_id
+    WHERE st.last_seq - 1 > coalesce(l.max_seq, 0){only("st")}
 ),
 reported AS (
-    SELECT c.log_id, c.kiosk_id, c.venue_id, max(h.last_seq) AS top
-    FROM candidates AS c JOIN heartbeats AS h INDEXED BY heartbeats_log ON h.log_id = c.log_id
-    WHERE h.received_at >= :since AND h.received_at < :until AND h.received_at <= :cutoff
-    GROUP BY c.log_id, c.kiosk_id, c.venue_id
+    SELECT c.log_id, c.kiosk_id, c.venue_id,
+           (SELECT max(h.last_seq) FROM heartbeats AS h INDEXED BY heartbeats_log
+            WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff) AS top
+    FROM candidates AS c
 ),
 holes AS (
     SELECT r.log_id, r.kiosk_id, r.venue_id, r.top,
@@ -214,24 +230,38 @@ holes AS (
                WHERE lr.log_id = r.log_id AND lr.first_seq < r.top), 0) AS missing,
            coalesce((SELECT lr.last_seq + 1 FROM log_runs AS lr
                      WHERE lr.log_id = r.log_id AND lr.first_seq = 1), 1) AS first_missing
-    FROM reported AS r
+    FROM reported AS r WHERE r.top IS NOT NULL
+),
+reporting AS (
+    SELECT g.kiosk_id, g.venue_id, g.missing,
+           (SELECT min(h.received_at) FROM heartbeats AS h INDEXED BY heartbeats_log
+            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS first,
+           (SELECT max(h.received_at) FROM heartbeats AS h INDEXED BY heartbeats_log
+            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS last
+    FROM holes AS g WHERE g.missing > 0
 )
-SELECT o.kiosk_id, o.venue_id, sum(o.missing), min(b.first), max(b.last)
-FROM holes AS o JOIN (
-    SELECT g.log_id, min(h.received_at) AS first, max(h.received_at) AS last
-    FROM holes AS g JOIN heartbeats AS h INDEXED BY heartbeats_log ON h.log_id = g.log_id
-    WHERE g.missing > 0 AND h.received_at >= :since AND h.received_at < :until
-      AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
-    GROUP BY g.log_id
-) AS b ON b.log_id = o.log_id
-WHERE o.missing > 0
-GROUP BY o.kiosk_id, o.venue_id
+SELECT kiosk_id, venue_id, sum(missing), min(first), max(last) FROM reporting
+WHERE first IS NOT NULL
+GROUP BY kiosk_id, venue_id
 """
+
+
+_SQL = {
+    one_venue: {
+        "entries": _entry_evidence_sql(one_venue),
+        "readings": _readings_sql(one_venue),
+        "heartbeats": _heartbeat_evidence_sql(one_venue),
+        "silent": _silent_sql(one_venue),
+        "gaps": _gaps_sql(one_venue),
+    }
+    for one_venue in (False, True)
+}
 
 
 def params(query: FindingsQuery) -> dict[str, Any]:
     return {
-        "region": query.region,
         "venue": query.venue_id,
         "since": query.since,
         "until": query.until,
@@ -246,9 +276,8 @@ def params(query: FindingsQuery) -> dict[str, Any]:
 
 def entry_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[EntryEvidence]:
     found: dict[tuple[str, str], EntryEvidence] = {}
-    for kiosk_id, venue_id, kind, n, first, last, entry_id in conn.execute(
-        _ENTRY_EVIDENCE, params(query)
-    ):
+    sql = _SQL[query.venue_id is not None]["entries"]
+    for kiosk_id, venue_id, kind, n, first, last, entry_id in conn.execute(sql, params(query)):
         key = (kiosk_id, kind)
         if key not in found:
             found[key] = EntryEvidence(kiosk_id, venue_id, kind, n, first, last, [])
@@ -259,7 +288,8 @@ def entry_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[Entry
 def readings_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[ReadingsEvidence]:
     bound = params(query)
     evidence = []
-    for kiosk_id, venue_id, n, s, ss, bad in conn.execute(_READINGS, bound).fetchall():
+    sql = _SQL[query.venue_id is not None]["readings"]
+    for kiosk_id, venue_id, n, s, ss, bad in conn.execute(sql, bound).fetchall():
         readings = Readings(n, s, ss, bad)
         kiosk = bound | {"kiosk": kiosk_id}
         samples = conn.execute(_READING_SAMPLES, kiosk).fetchall()
@@ -280,7 +310,7 @@ def readings_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[Re
 
 def heartbeat_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[HeartbeatEvidence]:
     evidence = []
-    for row in conn.execute(_HEARTBEAT_EVIDENCE, params(query)):
+    for row in conn.execute(_SQL[query.venue_id is not None]["heartbeats"], params(query)):
         kiosk_id, venue_id, *columns = row
         for index, kind in enumerate(_HEARTBEAT_KINDS):
             n, first, last = columns[3 * index : 3 * index + 3]
@@ -290,11 +320,13 @@ def heartbeat_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[H
 
 
 def silent_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[SilentEvidence]:
-    return [SilentEvidence(*row) for row in conn.execute(_SILENT, params(query))]
+    sql = _SQL[query.venue_id is not None]["silent"]
+    return [SilentEvidence(*row) for row in conn.execute(sql, params(query))]
 
 
 def gap_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[GapEvidence]:
-    return [GapEvidence(*row) for row in conn.execute(_GAPS, params(query))]
+    sql = _SQL[query.venue_id is not None]["gaps"]
+    return [GapEvidence(*row) for row in conn.execute(sql, params(query))]
 
 
 def evidence(conn: sqlite3.Connection, query: FindingsQuery) -> Evidence:
