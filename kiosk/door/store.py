@@ -14,6 +14,18 @@ A database found corrupt at open is never deleted: the file and its -wal/-shm ar
 is logged, and a fresh log with a new `log_id` starts, so the door keeps working and the
 collector sees the break as a new log. `EntryLog.recovered_from` names the moved file so the app
 can raise an alert.
+
+A database that lost its tail (a disk that acknowledged writes it did not keep, a -wal file lost
+or deleted, an older copy put back) opens cleanly but would issue seqs again that were already
+shown, and perhaps sent, under the same `log_id`. The head mark catches this: a small file beside
+the database (`<name>.head`) holding the log_id and last seq, rewritten in place after every
+commit. Written after SQLite's own synced commit, it can only ever name a seq that is already
+durable, so it needs no fsync of its own (an fsync per entry would halve the append rate): after
+an honest power cut it is at most behind, never ahead. At open, a mark ahead of the database for
+the same log_id means entries were lost: the entries that are left keep their bodies (and are
+still sent), renumbered in the `seq` column below 1 so they stay first in order, and a new log
+starts with a new `log_id` at seq 1 (sync-api.md: a recovered database gets a new one).
+`EntryLog.lost_tail` says what happened so the app can raise an alert.
 """
 
 from __future__ import annotations
@@ -22,9 +34,11 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +55,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 _ID_CHUNK = 500  # ids per statement, well under SQLite's bound-variable limit
 
+# `entries.seq` is the entry's seq in the current log; the entries of a log retired because the
+# database lost its tail keep their place in the order below 1 (each body keeps its own seq).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
@@ -100,6 +116,102 @@ class LogStats:
     set_aside: int
     entries: int
     storage_used_ratio: float
+
+
+@dataclass(frozen=True)
+class LostTail:
+    """Log `old_log_id` was found ending at `kept_seq` although `written_seq` had been written;
+    the entries left were retired and a new log started."""
+
+    old_log_id: str
+    kept_seq: int
+    written_seq: int
+
+
+HEAD_MARK_SUFFIX = ".head"
+_MARK_MAGIC = "kiosk-entry-log-head 1"
+
+
+def head_mark_path(path: Path) -> Path:
+    """Where the head mark of the database at `path` is kept."""
+    return path.with_name(path.name + HEAD_MARK_SUFFIX)
+
+
+def _mark_record(log_id: str, seq: int) -> bytes:
+    text = f"{_MARK_MAGIC} {log_id} {seq:020d}"
+    return f"{text} {zlib.crc32(text.encode('ascii')):08x}\n".encode("ascii")
+
+
+def read_head_mark(path: Path) -> tuple[str, int] | None:
+    """(log_id, last seq) of the head mark beside the database at `path`; None when there is
+    none or it cannot be read (then nothing can be checked against it: warned, not fatal)."""
+    mark = head_mark_path(path)
+    try:
+        line = mark.read_bytes().split(b"\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot read the entry log's head mark %s (%s)", mark, exc.strerror or exc)
+        return None
+    try:
+        text, crc = line.decode("ascii").rsplit(" ", 1)
+        if int(crc, 16) != zlib.crc32(text.encode("ascii")):
+            raise ValueError("checksum mismatch")
+        magic, version, log_id, seq = text.split(" ")
+        if f"{magic} {version}" != _MARK_MAGIC:
+            raise ValueError("not a head mark")
+        return log_id, int(seq)
+    except ValueError as exc:
+        log.warning(
+            "the entry log's head mark %s is unreadable (%s); a lost tail cannot be detected "
+            "at this start",
+            mark,
+            exc,
+        )
+        return None
+
+
+class _HeadMark:
+    """Writes the head mark in place (one small pwrite per entry, no fsync: see the module's
+    docstring). A failing write is warned once and never fails an append: the entry is
+    committed, and a mark left behind can only miss a lost tail, never invent one."""
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+        self._warned = fd is None
+
+    @classmethod
+    def open(cls, database: Path) -> _HeadMark:
+        path = head_mark_path(database)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("cannot keep the entry log's head mark %s (%s)", path, exc.strerror or exc)
+            return cls(path, None)
+        return cls(path, fd)
+
+    def write(self, log_id: str, seq: int) -> None:
+        if self._fd is None:
+            return
+        record = _mark_record(log_id, seq)
+        try:
+            # In place and on the event loop: a write of ~90 bytes into the page cache, cheaper
+            # than a hop to a thread and back.
+            os.pwrite(self._fd, record, 0)
+            if seq == 0:  # a new log: a longer record of another layout must not linger
+                os.ftruncate(self._fd, len(record))
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "cannot update the entry log's head mark %s (%s)", self.path, exc.strerror
+                )
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def error_reason(exc: BaseException) -> str:
@@ -165,6 +277,8 @@ class EntryLog:
         last_chain: str,
         entries: int,
         recovered_from: Path | None,
+        lost_tail: LostTail | None = None,
+        head_mark: _HeadMark | None = None,
     ) -> None:
         self._db: aiosqlite.Connection | None = db
         self.path = path
@@ -173,6 +287,8 @@ class EntryLog:
         self.max_entries = max_entries
         self.log_id = log_id
         self.recovered_from = recovered_from
+        self.lost_tail = lost_tail
+        self._head_mark = head_mark
         self._last_seq = last_seq
         self._last_chain = last_chain
         self._entries = entries
@@ -221,6 +337,30 @@ class EntryLog:
                 )
                 continue
             log_id, last_seq, last_chain, entries = head
+            lost_tail: LostTail | None = None
+            mark = read_head_mark(path)
+            if mark is not None and mark[0] == log_id and mark[1] > last_seq:
+                try:
+                    log_id, last_seq, last_chain = await _retire_log(db)
+                except (OSError, sqlite3.Error) as exc:
+                    await db.close()
+                    raise StoreError(
+                        error_reason(exc), f"{path}: cannot start a new log: {exc}"
+                    ) from exc
+                lost_tail = LostTail(mark[0], head[1], mark[1])
+                log.error(
+                    "entry log %s lost its tail: log %s ends at seq %d, but seq %d had been "
+                    "written; its %d entries left are kept (and still sent), and new log %s "
+                    "starts so that no seq is issued twice",
+                    path,
+                    mark[0],
+                    head[1],
+                    mark[1],
+                    entries,
+                    log_id,
+                )
+            head_mark = _HeadMark.open(path)
+            head_mark.write(log_id, last_seq)
             return cls(
                 db,
                 path,
@@ -232,6 +372,8 @@ class EntryLog:
                 last_chain=last_chain,
                 entries=entries,
                 recovered_from=recovered_from,
+                lost_tail=lost_tail,
+                head_mark=head_mark,
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -240,6 +382,8 @@ class EntryLog:
             db, self._db = self._db, None
             if db is not None:
                 await db.close()
+            if self._head_mark is not None:
+                self._head_mark.close()
 
     def _conn(self, error: type[StoreError] = StoreError) -> aiosqlite.Connection:
         if self._db is None:
@@ -307,6 +451,8 @@ class EntryLog:
             self._last_seq = seq
             self._last_chain = entry["chain"]
             self._entries += 1
+            if self._head_mark is not None:
+                self._head_mark.write(self.log_id, seq)
             return entry
 
     async def mark_sent(self, ids: Sequence[str]) -> None:
@@ -486,6 +632,39 @@ async def _initialise(db: aiosqlite.Connection, *, check: bool) -> tuple[str, in
             f"entry log schema version {version}; this kiosk knows version {SCHEMA_VERSION}"
         )
     return await _read_head(db)
+
+
+async def _retire_log(db: aiosqlite.Connection) -> tuple[str, int, str]:
+    """Start a new log in this database: the entries there are moved below seq 1 (in order,
+    bodies untouched), the head restarts at seq 0 under a new log_id. One transaction."""
+    log_id = str(uuid.uuid4())
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        low, high = next(iter(await db.execute_fetchall("SELECT MIN(seq), MAX(seq) FROM entries")))
+        if high is not None and high >= 1:
+            high = int(high)
+            if int(low) <= 0:
+                # Entries retired before move down by `high` to make room, by way of a range
+                # apart from both ends: no row of an UPDATE lands on one not yet moved.
+                far = high - int(low) + 1
+                await db.execute("UPDATE entries SET seq = seq - ? WHERE seq <= 0", (far,))
+                await db.execute("UPDATE entries SET seq = seq + ? WHERE seq <= 0", (far - high,))
+            await db.execute("UPDATE entries SET seq = seq - ? WHERE seq >= 1", (high,))
+        await db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("log_id", log_id),
+                ("created_at", format_rfc3339(time.time())),
+                ("last_seq", "0"),
+                ("last_chain", GENESIS_CHAIN),
+            ],
+        )
+        await db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+        raise
+    return log_id, 0, GENESIS_CHAIN
 
 
 async def _read_head(db: aiosqlite.Connection) -> tuple[str, int, str, int]:
