@@ -34,6 +34,7 @@ from kiosk.collector.keys import (
 from kiosk.collector.kiosk_config import KioskConfigService
 from kiosk.collector.metrics import Metrics
 from kiosk.collector.operations import Operation
+from kiosk.collector.ratelimit import FailureLimiter
 from kiosk.collector.storage import open_storage
 from kiosk.collector.storage.base import StorageError
 from kiosk.errors import KioskError
@@ -57,7 +58,12 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         config.database.url, now=app[CLOCK_KEY](), pool_size=config.database.pool_size
     )
     app[STORAGE_KEY] = storage
-    app[AUTH_KEY] = AuthGate(storage, app[METRICS_KEY])
+    limits = config.limits
+    app[AUTH_KEY] = AuthGate(
+        storage,
+        app[METRICS_KEY],
+        FailureLimiter(burst=limits.auth_failure_burst, refill_s=limits.auth_failure_refill),
+    )
     app[KIOSK_CONFIG_KEY] = KioskConfigService(storage)
     log.info("collector storage: %s", config.database.url.display)
     try:

@@ -2,8 +2,10 @@
 
 No token, a malformed one, or an unknown or revoked one: 401. A known token outside its role
 or scope: 403. The token is looked up by its SHA-256 (what the database stores), so no secret
-is ever compared in Python. Every refusal is counted by reason; `note_failure` is also where a
-per-address limit on failed attempts belongs.
+is ever compared in Python: what is looked up is the SHA-256 of what was sent, so the timing of
+the lookup can tell an attacker nothing about a stored token. Every refusal is counted by reason.
+Failed authentication (401) is limited per client address (kiosk.collector.ratelimit): past the
+limit, 429 with Retry-After before any token is looked up.
 """
 
 from __future__ import annotations
@@ -12,20 +14,42 @@ from aiohttp import web
 
 from kiosk.collector.errors import ApiError
 from kiosk.collector.metrics import Metrics
+from kiosk.collector.ratelimit import FailureLimiter
 from kiosk.collector.storage.base import Principal, Storage
 from kiosk.collector.tokens import looks_like_token, region_covers, token_hash
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kiosk-collector"'}
+# Refusals that mean "who are you?" (a 401): these count against the client's address. A 403 is
+# a known token asking outside its role or scope, which no guessing improves.
+_AUTHENTICATION_FAILURES = frozenset({"missing", "malformed", "unknown"})
 
 
 class AuthGate:
-    def __init__(self, storage: Storage, metrics: Metrics) -> None:
+    def __init__(
+        self, storage: Storage, metrics: Metrics, limiter: FailureLimiter | None = None
+    ) -> None:
         self._storage = storage
         self._metrics = metrics
+        self._limiter = limiter
 
     def note_failure(self, request: web.Request, reason: str) -> None:
-        # Rate limiting of failures per client address (request.remote) hooks in here.
         self._metrics.auth_failures.labels(reason).inc()
+        if self._limiter is not None and reason in _AUTHENTICATION_FAILURES:
+            self._limiter.failed(request.remote)
+
+    def refuse_if_limited(self, request: web.Request) -> None:
+        """429 with Retry-After when the client's address failed authentication too often."""
+        if self._limiter is None:
+            return
+        wait = self._limiter.retry_after(request.remote)
+        if wait is not None:
+            self._metrics.auth_failures.labels("rate_limited").inc()
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"too many failed authentications from this address; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
 
     def _unauthorized(self, request: web.Request, reason: str, detail: str) -> ApiError:
         self.note_failure(request, reason)
@@ -36,7 +60,8 @@ class AuthGate:
         return ApiError(403, "forbidden", detail)
 
     async def principal(self, request: web.Request, *roles: str) -> Principal:
-        """The token's owner when its role is one of `roles`; ApiError 401/403 otherwise."""
+        """The token's owner when its role is one of `roles`; ApiError 401/403/429 otherwise."""
+        self.refuse_if_limited(request)
         header = request.headers.get("Authorization")
         if not header:
             raise self._unauthorized(

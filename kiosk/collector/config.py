@@ -194,6 +194,16 @@ class LimitsSection(_Section):
     max_heartbeat_bytes: int = Field(
         default=64 * 1024, ge=1024, le=1024 * 1024, description="largest heartbeat body"
     )
+    auth_failure_burst: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="failed authentications one client address may make in a row before 429; "
+        "0 turns the limit off",
+    )
+    auth_failure_refill: Duration = Field(
+        default=1.0, gt=0, le=3600, description="then one more failure allowed per this long"
+    )
 
 
 class CollectorConfig(_Section):

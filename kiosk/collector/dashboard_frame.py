@@ -328,6 +328,7 @@ async def sign_in(request: web.Request) -> web.Response:
     if not request.secure and not is_loopback(request):
         return _sign_in_form(request, error="error_plain_http", status=403)
     auth = request.config_dict[AUTH_KEY]
+    auth.refuse_if_limited(request)  # 429 past the per-address limit on failed sign-ins
     token = form.get("token", "").strip()
     if not looks_like_token(token):
         auth.note_failure(request, "malformed")

@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, int] = {
     "request_timeout": 408,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "too_many_requests": 429,
     "internal_error": 500,
     "storage_unavailable": 503,
 }
@@ -40,6 +41,7 @@ _CODE_OF_STATUS = {
     408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 

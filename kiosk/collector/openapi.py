@@ -103,7 +103,9 @@ def build_document(operations: Iterable[Operation]) -> dict[str, Any]:
                     for name, text in reply.headers.items()
                 }
             item["responses"][str(status)] = answer
-        for status in sorted({*op.errors, 404, 405, 500}):
+        # Any operation that takes a token may meet the limit on failed authentication.
+        limited = {429} if op.roles else set()
+        for status in sorted({*op.errors, *limited, 404, 405, 500}):
             item["responses"].setdefault(str(status), _error_reply(status))
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
