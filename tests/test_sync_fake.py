@@ -17,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -243,8 +243,13 @@ class SyncKit:
     def log(self) -> EntryLog:
         return self.runtime.entry_log
 
+    services: list[SyncService] = field(default_factory=list)
+
     def service(self, **kwargs: Any) -> SyncService:
-        return SyncService(self.runtime, retry=kwargs.pop("retry", FAST_RETRY), **kwargs)
+        """A sync service on this kit (closed when the kit is)."""
+        made = SyncService(self.runtime, retry=kwargs.pop("retry", FAST_RETRY), **kwargs)
+        self.services.append(made)
+        return made
 
     async def write(self, count: int, **changes: Any) -> list[dict[str, Any]]:
         """Append `count` decisions to the kiosk's log (as the engine would)."""
@@ -305,9 +310,12 @@ async def make_sync_kit(
         clock_offset=ClockOffset(),
         sensor_states=lambda: {"camera": "ok", "thermometer": "ok", "mask": "ok"},
     )
+    kit = SyncKit(folder, token_file, fake, runtime, issuer)
     try:
-        yield SyncKit(folder, token_file, fake, runtime, issuer)
+        yield kit
     finally:
+        for service in kit.services:
+            await service.close()
         await fake.stop()
         await entry_log.close()
 

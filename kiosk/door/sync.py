@@ -127,8 +127,9 @@ class _Failure:
 class SyncStatus:
     """What the attendant's page and the logs say about the link to the collector."""
 
-    collector: str = "unknown"  # ok, unreachable, refused, rejected
-    alert: str | None = None  # a problem a person must fix (token, certificate, URL, ...)
+    collector: str = "unknown"  # ok (it answers) or unreachable
+    alert: str | None = None  # what a person must fix (token, certificate, URL...), or None
+    alerts: dict[str, str] = dataclasses.field(default_factory=dict)  # by exchange
     since: float | None = None  # wall time the current `collector` state began
     last_error: str | None = None
     last_contact: float | None = None
@@ -197,7 +198,11 @@ class SyncService:
                 group.create_task(self._heartbeat_loop(), name="sync-heartbeat")
                 group.create_task(self._config_loop(), name="sync-config")
         finally:
-            await self.client.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (`run` does on its way out; callers of the steps do it)."""
+        await self.client.close()
 
     async def _entries_loop(self) -> None:
         backoff = Backoff(self._retry)
@@ -296,12 +301,12 @@ class SyncService:
             self._note_clock()
             ids = [entry_id for entry_id, _ in batch]
             if isinstance(outcome, Stored):
-                self._contact_ok()
+                self._contact_ok("entries")
                 stored.extend(ids)
                 self.status.batches += 1
                 self.status.duplicates += outcome.duplicates or 0
             elif isinstance(outcome, BadEntry) and outcome.index < len(batch):
-                self._contact_ok()
+                self._contact_ok("entries")
                 bad = ids[outcome.index]
                 why = f"{outcome.error}: {outcome.detail}"[:_SET_ASIDE_WHY_CHARS]
                 try:
@@ -319,7 +324,7 @@ class SyncService:
                 if rest:
                     pending.appendleft(rest)
             elif isinstance(outcome, TooLarge) and len(batch) > 1:
-                self._contact_ok()
+                self._contact_ok("entries")
                 middle = len(batch) // 2
                 pending.appendleft(batch[middle:])
                 pending.appendleft(batch[:middle])
@@ -335,7 +340,8 @@ class SyncService:
                 return stored, self._failed(
                     Rejected(
                         413, "too_large", f"a single entry is over its limit: {outcome.detail}"
-                    )
+                    ),
+                    "entries",
                 )
             elif isinstance(outcome, BadEntry):
                 return stored, self._failed(
@@ -344,10 +350,11 @@ class SyncService:
                         outcome.error,
                         f"names entry index {outcome.index} of a batch of {len(batch)}: "
                         f"{outcome.detail}",
-                    )
+                    ),
+                    "entries",
                 )
             else:
-                return stored, self._failed(outcome)
+                return stored, self._failed(outcome, "entries")
         return stored, None
 
     # -- heartbeats -----------------------------------------------------------------------
@@ -360,9 +367,9 @@ class SyncService:
         outcome = await self.client.send_heartbeat(members)
         self._note_clock()
         if isinstance(outcome, Delivered):
-            self._contact_ok()
+            self._contact_ok("heartbeat")
             return None
-        return self._failed(outcome, what="heartbeat")
+        return self._failed(outcome, "heartbeat")
 
     # -- configuration --------------------------------------------------------------------
 
@@ -370,13 +377,13 @@ class SyncService:
         outcome = await self.client.fetch_config(self._etag)
         self._note_clock()
         if isinstance(outcome, ConfigFetched):
-            self._contact_ok()
+            self._contact_ok("configuration")
             return await self._apply_config(outcome.raw, outcome.etag)
         if isinstance(outcome, ConfigUnchanged):
-            self._contact_ok()
+            self._contact_ok("configuration")
             await self._config_still_good()
             return None
-        return self._failed(outcome, what="configuration")
+        return self._failed(outcome, "configuration")
 
     async def _apply_config(self, raw: dict[str, Any], etag: str | None) -> _Failure | None:
         now = self._clock()
@@ -460,43 +467,76 @@ class SyncService:
         self.status.clock_offset_ms = offset
         self.status.clock_uncertainty_ms = self.client.offset.uncertainty_ms()
 
-    def _contact_ok(self) -> None:
+    def _contact_ok(self, exchange: str) -> None:
+        """The collector answered this exchange as it should."""
         now = self._clock()
         self.status.last_contact = now
         if self.status.collector != "ok":
             if self.status.collector != "unknown":
-                log.info(
-                    "the collector answers again",
-                    extra={"event": "collector_ok", "after": self.status.collector},
-                )
+                log.info("the collector answers again", extra={"event": "collector_ok"})
             self.status.collector, self.status.since = "ok", now
-            self.status.alert = None
+        self._set_alert(exchange, None)
         if self._config_failed:
             self._config_wake.set()
         if self._heartbeat_failed:
             self._heartbeat_wake.set()
 
-    def _failed(self, outcome: Refused | Rejected | RetryLater, what: str = "entries") -> _Failure:
+    def _failed(self, outcome: Refused | Rejected | RetryLater, exchange: str) -> _Failure:
+        """Why this exchange did not go through; the link state and alerts follow from it."""
+        self.status.last_error = f"{exchange}: {_describe(outcome)}"
         if isinstance(outcome, RetryLater):
-            state, alert = "unreachable", None
-            failure = _Failure(outcome.reason, outcome.detail, outcome.retry_after)
+            now = self._clock()
+            if self.status.collector != "unreachable":
+                log.warning(
+                    "the collector cannot be reached (%s); entries stay in the local log and "
+                    "are sent when it can",
+                    outcome.detail,
+                    extra={"event": "collector_unreachable", "reason": outcome.reason},
+                )
+                self.status.collector, self.status.since = "unreachable", now
+            else:
+                log.debug("the collector still cannot be reached: %s", outcome.detail)
             if outcome.reason == "tls":
-                alert = f"collector certificate refused: {outcome.detail}; check collector.ca_file"
-        elif isinstance(outcome, Refused):
-            state = "refused"
+                self._set_alert(
+                    exchange, f"collector certificate refused ({outcome.detail}); check ca_file"
+                )
+            return _Failure(outcome.reason, outcome.detail, outcome.retry_after)
+        if not (isinstance(outcome, Refused) and outcome.status is None):  # it did answer
+            now = self._clock()
+            self.status.last_contact = now
+            if self.status.collector != "ok":
+                self.status.collector, self.status.since = "ok", now
+        if isinstance(outcome, Refused):
             code = "no token" if outcome.status is None else str(outcome.status)
-            alert = (
-                f"the collector refuses this kiosk ({code} {outcome.error}: {outcome.detail}); "
-                "check collector.token_file and the kiosk's provisioning"
+            self._set_alert(
+                exchange,
+                f"the collector refuses this kiosk's {exchange} ({code} {outcome.error}: "
+                f"{outcome.detail}); check collector.token_file and the kiosk's provisioning",
             )
-            failure = _Failure("refused", alert)
+            return _Failure("refused", self.status.alerts[exchange])
+        self._set_alert(
+            exchange,
+            f"the collector rejects the {exchange} ({outcome.status} {outcome.error}: "
+            f"{outcome.detail})",
+        )
+        return _Failure("rejected", self.status.alerts[exchange])
+
+    def _set_alert(self, exchange: str, text: str | None) -> None:
+        """Logged when it changes, not at every retry (a kiosk may retry for hours)."""
+        alerts = self.status.alerts
+        if alerts.get(exchange) == text:
+            return
+        if text is None:
+            del alerts[exchange]
+            log.info("%s: resolved", exchange, extra={"event": "sync_alert_cleared"})
         else:
-            state = "rejected"
-            alert = f"the collector rejects the {what} ({outcome.status} {outcome.error}: "
-            alert += f"{outcome.detail})"
-            failure = _Failure("rejected", alert)
-        self._set_state(state, alert, failure.detail)
-        return failure
+            alerts[exchange] = text
+            log.error(
+                "%s; kept in the local log, retried later",
+                text,
+                extra={"event": "sync_alert", "exchange": exchange},
+            )
+        self.status.alert = "; ".join(alerts[name] for name in sorted(alerts)) or None
 
     def _store_failed(self, doing: str, exc: StoreError) -> _Failure:
         log.warning(
@@ -506,25 +546,6 @@ class SyncService:
             extra={"event": "sync_store_error", "reason": exc.reason},
         )
         return _Failure("store", f"{doing}: {exc.reason}")
-
-    def _set_state(self, state: str, alert: str | None, detail: str) -> None:
-        now = self._clock()
-        changed = (state, alert) != (self.status.collector, self.status.alert)
-        self.status.last_error = detail
-        if not changed:
-            log.debug("collector still %s: %s", state, detail)
-            return
-        if state != self.status.collector:
-            self.status.since = now
-        self.status.collector, self.status.alert = state, alert
-        level = logging.WARNING if alert is None else logging.ERROR
-        log.log(
-            level,
-            "collector %s: %s; entries stay in the local log and are sent later",
-            state,
-            alert or detail,
-            extra={"event": "collector_" + state},
-        )
 
 
 async def run_sync(runtime: SyncRuntime) -> None:
@@ -540,6 +561,12 @@ async def _guarded(doing: str, step: Callable[[], Any]) -> _Failure | None:
     except Exception as exc:  # the loop must outlive any one bug
         log.exception("sync failed %s", doing, extra={"event": "sync_bug"})
         return _Failure("bug", f"{doing}: {type(exc).__name__}")
+
+
+def _describe(outcome: Refused | Rejected | RetryLater) -> str:
+    if isinstance(outcome, RetryLater):
+        return f"{outcome.reason}: {outcome.detail}"
+    return f"{outcome.status} {outcome.error}: {outcome.detail}"
 
 
 def _batch_body(batch: list[tuple[str, str]]) -> bytes:
