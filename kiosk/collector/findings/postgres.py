@@ -146,19 +146,26 @@ _HEARTBEAT_KINDS = {
 }
 
 
-def _beat_kind(bit: int) -> str:
-    having = f"FILTER (WHERE flags & {bit} <> 0)"
-    return f"count(*) {having}, min(received_at) {having}, max(received_at) {having}"
+_BITS = "(VALUES " + ", ".join(f"({bit})" for bit in _HEARTBEAT_KINDS.values()) + ") AS k (bit)"
 
 
 def _heartbeat_evidence_sql(one_venue: bool) -> str:
-    kinds = ", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())
+    only = _only(one_venue)
+    edge = f"""
+    SELECT h.kiosk_id, h.venue_id, k.bit, 1, h.received_at, h.received_at
+    FROM heartbeats AS h JOIN {_BITS} ON h.flags & k.bit <> 0
+    WHERE h.flags <> 0{only("h")}"""
     return f"""
-SELECT h.kiosk_id, h.venue_id, {kinds}
-FROM heartbeats AS h
-WHERE h.flags <> 0 AND h.received_at >= :since AND h.received_at < :until
-  AND h.flags & {sum(_HEARTBEAT_KINDS.values())} <> 0{_only(one_venue)("h")}
-GROUP BY h.kiosk_id, h.venue_id
+WITH parts (kiosk_id, venue_id, kind, n, first, last) AS (
+    SELECT b.kiosk_id, b.venue_id, b.kind, b.beats, b.first, b.last FROM heartbeat_hours AS b
+    WHERE b.hour >= :full_from AND b.hour < :full_until{only("b")}
+    UNION ALL
+    {edge} AND h.received_at >= :since AND h.received_at < :head_until
+    UNION ALL
+    {edge} AND h.received_at >= :tail_from AND h.received_at < :until
+)
+SELECT kiosk_id, venue_id, kind, sum(n), min(first), max(last) FROM parts
+GROUP BY kiosk_id, venue_id, kind
 """
 
 
@@ -169,7 +176,7 @@ WITH stretches AS (
     SELECT h.kiosk_id, h.received_at - h.gap_s * interval '1 second' AS start,
            h.received_at AS stop
     FROM heartbeats AS h
-    WHERE h.flags <> 0 AND h.flags & {HEARTBEAT_AFTER_SILENCE} <> 0
+    WHERE h.flags & {HEARTBEAT_AFTER_SILENCE} <> 0
       AND h.received_at > :since_plus_silence
       AND h.received_at - h.gap_s * interval '1 second' < :end_minus_silence{only("h")}
     UNION ALL
@@ -320,14 +327,12 @@ async def _readings_evidence(conn: Any, bound: dict[str, Any]) -> list[ReadingsE
 
 
 async def _heartbeat_evidence(conn: Any, bound: dict[str, Any]) -> list[HeartbeatEvidence]:
-    evidence = []
-    for row in await _fetch(conn, _SQL[bound["venue"] is not None]["heartbeats"], bound):
-        kiosk_id, venue_id, *columns = row
-        for index, kind in enumerate(_HEARTBEAT_KINDS):
-            n, first, last = columns[3 * index : 3 * index + 3]
-            if n:
-                evidence.append(HeartbeatEvidence(kiosk_id, venue_id, kind, n, first, last))
-    return evidence
+    kind_of = {bit: kind for kind, bit in _HEARTBEAT_KINDS.items()}
+    sql = _SQL[bound["venue"] is not None]["heartbeats"]
+    return [
+        HeartbeatEvidence(kiosk_id, venue_id, kind_of[bit], int(n), first, last)
+        for kiosk_id, venue_id, bit, n, first, last in await _fetch(conn, sql, bound)
+    ]
 
 
 async def evidence(storage: PostgresStorage, query: FindingsQuery) -> Evidence:

@@ -151,21 +151,30 @@ _HEARTBEAT_KINDS = {
 }
 
 
-def _beat_kind(bit: int) -> str:
-    return f"""
-    sum((flags & {bit}) <> 0), min(CASE WHEN flags & {bit} THEN received_at END),
-    max(CASE WHEN flags & {bit} THEN received_at END)"""
+_BITS = " UNION ALL ".join(f"SELECT {bit} AS bit" for bit in _HEARTBEAT_KINDS.values())
 
 
+# Flagged heartbeats per kiosk and kind: whole hours from `heartbeat_hours` (kept by a trigger
+# at arrival), the partial hours at either end from the flagged heartbeats themselves.
 def _heartbeat_evidence_sql(one_venue: bool) -> str:
+    only = _only(one_venue)
+    hours = "" if one_venue else " INDEXED BY heartbeat_hours_hour"
     by = "heartbeats_flagged" if one_venue else "heartbeats_flagged_received"
-    kinds = ", ".join(_beat_kind(bit) for bit in _HEARTBEAT_KINDS.values())
+    edge = f"""
+    SELECT h.kiosk_id, h.venue_id, k.bit, 1, h.received_at, h.received_at
+    FROM heartbeats AS h INDEXED BY {by} JOIN ({_BITS}) AS k ON h.flags & k.bit
+    WHERE h.flags <> 0{only("h")}"""
     return f"""
-SELECT h.kiosk_id, h.venue_id, {kinds}
-FROM heartbeats AS h INDEXED BY {by}
-WHERE h.flags <> 0 AND h.received_at >= :since AND h.received_at < :until
-  AND h.flags & {sum(_HEARTBEAT_KINDS.values())}{_only(one_venue)("h")}
-GROUP BY h.kiosk_id, h.venue_id
+WITH parts (kiosk_id, venue_id, kind, n, first, last) AS (
+    SELECT b.kiosk_id, b.venue_id, b.kind, b.beats, b.first, b.last FROM heartbeat_hours AS b{hours}
+    WHERE b.hour >= :full_from AND b.hour < :full_until{only("b")}
+    UNION ALL
+    {edge} AND h.received_at >= :since AND h.received_at < :head_until
+    UNION ALL
+    {edge} AND h.received_at >= :tail_from AND h.received_at < :until
+)
+SELECT kiosk_id, venue_id, kind, sum(n), min(first), max(last) FROM parts
+GROUP BY kiosk_id, venue_id, kind
 """
 
 
@@ -174,7 +183,7 @@ GROUP BY h.kiosk_id, h.venue_id
 # heartbeat on. Each is cut to [max(since, provisioned_at), min(until, now)).
 def _silent_sql(one_venue: bool) -> str:
     only = _only(one_venue)
-    by = "heartbeats_flagged" if one_venue else "heartbeats_flagged_received"
+    by = "heartbeats_flagged" if one_venue else "heartbeats_after_silence"
     return f"""
 WITH stretches AS (
     SELECT h.kiosk_id, h.received_at - h.gap_s AS start, h.received_at AS stop
@@ -309,14 +318,12 @@ def readings_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[Re
 
 
 def heartbeat_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[HeartbeatEvidence]:
-    evidence = []
-    for row in conn.execute(_SQL[query.venue_id is not None]["heartbeats"], params(query)):
-        kiosk_id, venue_id, *columns = row
-        for index, kind in enumerate(_HEARTBEAT_KINDS):
-            n, first, last = columns[3 * index : 3 * index + 3]
-            if n:
-                evidence.append(HeartbeatEvidence(kiosk_id, venue_id, kind, n, first, last))
-    return evidence
+    kind_of = {bit: kind for kind, bit in _HEARTBEAT_KINDS.items()}
+    sql = _SQL[query.venue_id is not None]["heartbeats"]
+    return [
+        HeartbeatEvidence(kiosk_id, venue_id, kind_of[bit], n, first, last)
+        for kiosk_id, venue_id, bit, n, first, last in conn.execute(sql, params(query))
+    ]
 
 
 def silent_evidence(conn: sqlite3.Connection, query: FindingsQuery) -> list[SilentEvidence]:
