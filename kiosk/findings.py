@@ -32,7 +32,9 @@ Exact semantics, where the spec leaves room (all times are Unix seconds, compare
   - log_gap/broken_chain: entries whose `chain` does not follow from the predecessor the
     collector holds (seq - 1 of the same log).
 * Heartbeat rules (`count` = heartbeats received in the window that show the condition, `first`/
-  `last` = their receive times):
+  `last` = their receive times). A heartbeat is judged when it arrives, against what is then in
+  force (the published policy, `max_trust_age_hours`, `silent_after`); a later publication does
+  not change how an earlier heartbeat reads:
   - thermometer_fault/reported_fault: `sensors.thermometer` is `fault`.
   - stale_trust/stale: `trust_age_s` over the `max_trust_age_hours` of the venue's type in force
     when the heartbeat arrived.

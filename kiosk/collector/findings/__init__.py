@@ -3,24 +3,30 @@
 The rules and their exact semantics are kiosk.findings (pure); this package counts them in the
 database, one module per dialect (`sqlite`, `postgres`) holding the same statements. Nothing here
 loads the entries of a window: the cost of a query grows with the kiosks, the hours of the
-window and the offending rows, never with the entries stored. What makes that possible is kept
-at ingest (kiosk.collector.storage and migration 0002_findings):
+window, the entries of its two partial hours and the offending rows, never with the entries
+stored. Statements aggregate before they join, and the region applies to the resulting rows of
+evidence (a region's filter is a poor guide for a planner); the one-venue forms (unit page)
+read the venue's kiosks' own indexes. What makes that possible is kept at ingest
+(kiosk.collector.storage and migrations 0002 and 0004):
 
 - override_entries, unchecked_entries, log_gap/broken_chain: entries carry `flags` set at ingest
   (or when a late predecessor lets a link be checked); a partial index on `ts` holds only the
   flagged ones, so the window's evidence is an index range.
-- code_reuse: when an allow of a subject arrives, a trigger re-judges the allows of that subject
-  at that venue in the 10 minutes from it, on the `(venue_id, subject, ts)` index, and records
-  each excess use in `code_reuse` (indexed by `ts`).
+- code_reuse: when allows arrive, a trigger re-judges the allows of their subjects at that venue
+  in the 10 minutes from them (SQLite: per arrival on the `(venue_id, subject, ts)` index;
+  PostgreSQL: once per stored batch over the venue's nearby allows) and records each excess use
+  in `code_reuse` (indexed by `ts`).
 - thermometer_fault (stuck, implausible): the hourly rollups `kiosk_hours` (exact integer sums
   of readings in tenths) for the whole hours of the window, the entries of the partial hours at
   its two ends (a partial index of readings by `ts`); the kiosks that qualify then fetch their
   first readings and implausible readings on `(kiosk_id, ts)`.
 - reported_fault, stale_trust, policy_drift, clock_skew: heartbeats carry `flags` judged at
-  arrival against what was then in force; a partial index on `received_at` holds the flagged.
-- silent_kiosk: a heartbeat after a gap longer than `silent_after` is flagged with the gap; the
-  stretches before a kiosk's first and after its latest heartbeat come from `kiosks` and
-  `kiosk_state` (one row per kiosk).
+  arrival against what was then in force; a trigger keeps hourly counts per kiosk and kind
+  (`heartbeat_hours`, migration 0004) for the window's whole hours, and a partial index on
+  `received_at` gives the flagged heartbeats of its two partial hours.
+- silent_kiosk: a heartbeat after a gap longer than `silent_after` (in force when it arrived) is
+  flagged with the gap (an index of those by time); the stretches before a kiosk's first and
+  after its latest heartbeat come from `kiosks` and `kiosk_state` (one row per kiosk).
 - log_gap/missing_seq: `logs` (highest held seq, held count) and `log_runs` (stretches of held
   seqs) name the few logs with a hole; only their heartbeats are read.
 """
