@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -72,24 +73,26 @@ class FakeCollector:
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.scheme = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def publish(self, **changes: Any) -> None:
         """A new configuration (a new ETag)."""
         self.config_doc = {**self.config_doc, **changes}
         self.config_generation += 1
 
-    async def start(self, port: int = 0) -> None:
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "http" if tls is None else "https"
         app = web.Application(middlewares=[self._date_and_auth])
         app.router.add_post("/api/v1/entries", self._entries)
         app.router.add_post("/api/v1/heartbeat", self._heartbeat)
         app.router.add_get("/api/v1/kiosk/config", self._config)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=tls)
         await site.start()
         self.port = port or int(self._runner.addresses[0][1])
 
@@ -286,7 +289,7 @@ def kiosk_config(folder: Path, url: str, token_file: Path, **collector: Any) -> 
 
 @contextlib.asynccontextmanager
 async def make_sync_kit(
-    folder: Path, *, start: bool = True, **collector: Any
+    folder: Path, *, start: bool = True, tls: ssl.SSLContext | None = None, **collector: Any
 ) -> AsyncIterator[SyncKit]:
     """A fake collector on 127.0.0.1 (`start=False`: not yet listening), a kiosk log and the
     runtime sync gets; `collector` overrides settings of the kiosk's [collector] section."""
@@ -297,7 +300,7 @@ async def make_sync_kit(
     fake = FakeCollector(token, config_doc=config_doc(issuer))
     url = collector.pop("url", "http://127.0.0.1:9")
     if start:
-        await fake.start()
+        await fake.start(tls=tls)
         url = fake.url
     config = kiosk_config(folder, url, token_file, **collector)
     entry_log = await EntryLog.open(
