@@ -1,6 +1,7 @@
 """A standalone kiosk's files in one folder: trust and revocation lists of a throwaway issuer, a
 pseudonym key, an image folder for the camera, a state folder, and the configuration naming
-them. The demo runs on one; the door's tests start real `kiosk run` processes on others.
+them. The door's tests and benchmarks start real `kiosk run` processes on them; the demo's
+kiosks are in collector mode instead, and borrow only `to_toml` for their configuration files.
 """
 
 from __future__ import annotations
