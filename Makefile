@@ -27,11 +27,13 @@ lint: $(STAMP)
 	@$(BIN)/ruff check kiosk tests bench
 	@$(BIN)/mypy
 
+# The long runs (100 kills, long fuzz, full schemathesis) are marked slow and belong to `make soak`.
 test: system-deps browser $(STAMP) lint
-	@. scripts/postgres-env.sh && $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@. scripts/postgres-env.sh && $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 soak: system-deps browser $(STAMP)
-	@. scripts/postgres-env.sh && KIOSK_SOAK=1 $(BIN)/python -m pytest -q -m slow tests $(PYTEST_ARGS)
+	@. scripts/postgres-env.sh && KIOSK_SOAK=1 $(BIN)/python -m pytest -q -s -m slow tests $(PYTEST_ARGS)
+	@. scripts/postgres-env.sh && $(BIN)/python bench/fuzz.py
 
 bench: system-deps $(STAMP)
 	@. scripts/postgres-env.sh && for b in decode door ingest query sync; do $(BIN)/python bench/$$b.py || exit 1; done
