@@ -354,3 +354,11 @@ async def test_far_past_and_future_timestamps_are_accepted_and_skew_is_a_finding
     )
     assert len(beats) == len(FAR_TIMES)
     assert all(beat.flags & HEARTBEAT_CLOCK_SKEW for beat in beats)
+    # ... and the inspectors see it as the unit's clock_skew finding.
+    window = "since=2022-03-05T00:00:00Z&until=2022-03-06T00:00:00Z"
+    response = await collector.client.get(f"/api/v1/noncompliant?{window}",
+                                          headers=p.auth("insp-d1"))
+    assert response.status == 200
+    units = (await response.json())["units"]
+    rules = {f["rule"]: f for unit in units for f in unit["findings"]}
+    assert rules["clock_skew"]["count"] == len(FAR_TIMES)
