@@ -7,15 +7,15 @@ window, the entries of its two partial hours and the offending rows, never with 
 stored. Statements aggregate before they join, and the region applies to the resulting rows of
 evidence (a region's filter is a poor guide for a planner); the one-venue forms (unit page)
 read the venue's kiosks' own indexes. What makes that possible is kept at ingest
-(kiosk.collector.storage and migrations 0002 and 0004):
+(kiosk.collector.storage and migrations 0002, 0004 and, on SQLite, 0005):
 
 - override_entries, unchecked_entries, log_gap/broken_chain: entries carry `flags` set at ingest
   (or when a late predecessor lets a link be checked); a partial index on `ts` holds only the
   flagged ones, so the window's evidence is an index range.
-- code_reuse: when allows arrive, a trigger re-judges the allows of their subjects at that venue
-  in the 10 minutes from them (SQLite: per arrival on the `(venue_id, subject, ts)` index;
-  PostgreSQL: once per stored batch over the venue's nearby allows) and records each excess use
-  in `code_reuse` (indexed by `ts`).
+- code_reuse: when allows arrive, the allows of their subjects at that venue in the 10 minutes
+  from them are re-judged once per stored batch (SQLite: a statement of the ingest transaction
+  on the `(venue_id, subject, ts)` index; PostgreSQL: a statement trigger over the venue's nearby
+  allows) and each excess use is recorded in `code_reuse` (indexed by `ts`).
 - thermometer_fault (stuck, implausible): the hourly rollups `kiosk_hours` (exact integer sums
   of readings in tenths) for the whole hours of the window, the entries of the partial hours at
   its two ends (a partial index of readings by `ts`); the kiosks that qualify then fetch their

@@ -97,6 +97,31 @@ ON CONFLICT (kiosk_id, hour, decision, reason) DO UPDATE SET
 """
 
 
+# code_reuse (migration 0005): the batch's new allows that give their subject 4 or more allows
+# at their venue within 600 s either side re-judge that subject's allows in the 600 s from them;
+# an allow with 3 others of its subject before it (by ts, then id) less than 600 s earlier is an
+# excess use. One statement per batch, the arrivals first (rows after `?`), on the
+# (venue_id, subject, ts) index throughout.
+_CODE_REUSE = """
+WITH arrived AS MATERIALIZED (
+    SELECT n.venue_id, n.subject, n.ts FROM entries AS n
+    WHERE n.row_id > ? AND n.decision = 'allow' AND n.subject IS NOT NULL
+      AND (SELECT count(*) FROM entries AS c INDEXED BY entries_allowed_subject
+           WHERE c.venue_id = n.venue_id AND c.subject = n.subject AND c.decision = 'allow'
+             AND c.ts > n.ts - 600 AND c.ts < n.ts + 600) >= 4
+)
+INSERT OR IGNORE INTO code_reuse (entry_id, kiosk_id, venue_id, ts)
+SELECT a.id, a.kiosk_id, a.venue_id, a.ts
+FROM arrived AS n
+CROSS JOIN entries AS a INDEXED BY entries_allowed_subject
+WHERE a.venue_id = n.venue_id AND a.subject = n.subject AND a.decision = 'allow'
+  AND a.ts >= n.ts AND a.ts < n.ts + 600
+  AND (SELECT count(*) FROM entries AS b INDEXED BY entries_allowed_subject
+       WHERE b.venue_id = a.venue_id AND b.subject = a.subject AND b.decision = 'allow'
+         AND b.ts > a.ts - 600 AND b.ts <= a.ts AND (b.ts < a.ts OR b.id <= a.id)) >= 4
+"""
+
+
 def ingest(conn: sqlite3.Connection, batch: PreparedBatch) -> IngestResult:
     ids = sorted({row.id for row in batch.rows})
     held: dict[str, str] = {}
@@ -134,6 +159,8 @@ def ingest(conn: sqlite3.Connection, batch: PreparedBatch) -> IngestResult:
     plan = planning.plan_ingest(new, runs, neighbours)
 
     received = batch.received_at
+    # New rows get row ids above the highest one (one writer, appended in this transaction).
+    (last_row,) = conn.execute("SELECT coalesce(max(row_id), 0) FROM entries").fetchone()
     conn.executemany(
         _INSERT_ENTRY,
         [
@@ -147,6 +174,8 @@ def ingest(conn: sqlite3.Connection, batch: PreparedBatch) -> IngestResult:
             for r in (n.row,)
         ],
     )
+    if any(n.row.decision == "allow" and n.row.subject is not None for n in plan.new):
+        conn.execute(_CODE_REUSE, (last_row,))
     if plan.relinks:
         conn.executemany(
             "UPDATE entries SET link = ?, flags = flags | ? WHERE id = ?",
