@@ -11,8 +11,8 @@ configuration, as one owned background service of the door process.
   an answer lost on the way back only makes the next attempt count duplicates.
 - Heartbeats every `heartbeat_interval` with the spec's members (`DoorRuntime.heartbeat`).
 - Configuration every `config_interval` with `If-None-Match`: a new document is validated, applied
-  without a restart (one `KnowledgeHolder.replace`) and cached on disk; a `304` counts as a
-  successful refresh (trust age restarts); a bad document keeps the knowledge in force.
+  without a restart and cached on disk; a `304` counts as a successful refresh (trust age
+  restarts); a bad document keeps the knowledge in force (`sync_config`).
 - The clock offset is measured at every exchange (`sync_clock`) and handed to the engine.
 
 All network trouble arrives as outcomes from `sync_transport` (the one boundary); nothing raises
@@ -30,15 +30,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from kiosk.door.config import KioskConfig
-from kiosk.door.knowledge import KnowledgeHolder, from_collector_doc, save_cached_doc
+from kiosk.door.knowledge import KnowledgeHolder
 from kiosk.door.store import EntryLog, StoreError
 from kiosk.door.sync_clock import OffsetEstimator
+from kiosk.door.sync_config import ConfigApplier
 from kiosk.door.sync_transport import (
     BadEntry,
     CollectorClient,
@@ -52,8 +50,7 @@ from kiosk.door.sync_transport import (
     TokenFile,
     TooLarge,
 )
-from kiosk.errors import KioskError
-from kiosk.wire import MAX_BATCH_ENTRIES, MAX_BODY_BYTES, KioskConfigDoc
+from kiosk.wire import MAX_BATCH_ENTRIES, MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +174,11 @@ class SyncService:
             clock=runtime.clock,
         )
         self.status = SyncStatus()
-        self._etag: str | None = None
-        self._config_raw: dict[str, Any] | None = None
+        self._configs = ConfigApplier(runtime.knowledge, runtime.config, clock=runtime.clock)
         self._config_failed = self._heartbeat_failed = False
         self._config_wake = asyncio.Event()
         self._heartbeat_wake = asyncio.Event()
-        self._mismatch_logged = False
         runtime.status_sources["collector"] = self.status.as_dict
-
-    @property
-    def state_dir(self) -> Path:
-        return self._runtime.config.kiosk.state_dir
 
     # -- the service ----------------------------------------------------------------------
 
@@ -374,89 +365,22 @@ class SyncService:
     # -- configuration --------------------------------------------------------------------
 
     async def pull_config(self) -> _Failure | None:
-        outcome = await self.client.fetch_config(self._etag)
+        outcome = await self.client.fetch_config(self._configs.etag)
         self._note_clock()
+        failure = None
         if isinstance(outcome, ConfigFetched):
             self._contact_ok("configuration")
-            return await self._apply_config(outcome.raw, outcome.etag)
-        if isinstance(outcome, ConfigUnchanged):
+            problem = await self._configs.apply(outcome.raw, outcome.etag)
+            if problem is not None:
+                failure = _Failure("rejected", f"configuration unusable: {problem}")
+        elif isinstance(outcome, ConfigUnchanged):
             self._contact_ok("configuration")
-            await self._config_still_good()
-            return None
-        return self._failed(outcome, "configuration")
-
-    async def _apply_config(self, raw: dict[str, Any], etag: str | None) -> _Failure | None:
-        now = self._clock()
-        holder = self._runtime.knowledge
-        try:
-            doc = KioskConfigDoc.model_validate(raw)
-            knowledge = from_collector_doc(doc, refreshed_at=now)
-        except (ValidationError, KioskError) as exc:
-            problem = _validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
-            kept = holder.current().policy.version
-            log.error(
-                "the collector's configuration is unusable (%s); keeping policy %s and the "
-                "lists in force",
-                problem,
-                kept,
-                extra={"event": "config_rejected"},
-            )
-            self.status.config = f"rejected: {problem}"[:300]
-            return _Failure("rejected", f"configuration unusable: {problem}")
-        self._check_identity(doc)
-        holder.replace(knowledge)
-        self._etag, self._config_raw = etag, raw
-        self.status.config = f"applied {doc.policy_version}"
-        self.status.config_applied_at = now
-        log.info(
-            "applied the collector's configuration: policy %s, %d trusted keys, %d revoked, "
-            "unit %s",
-            doc.policy_version,
-            len(knowledge.trust),
-            len(knowledge.revocation.revoked),
-            doc.unit_status,
-            extra={"event": "config_applied", "policy_version": doc.policy_version},
-        )
-        return await self._save_cache(raw, now)
-
-    async def _config_still_good(self) -> None:
-        """A 304: what is in force is what the collector publishes, so the lists count as
-        refreshed now (trust age restarts, here and in the cache for an offline restart)."""
-        now = self._clock()
-        holder = self._runtime.knowledge
-        current = holder.current()
-        if current.source == "collector":
-            holder.replace(dataclasses.replace(current, trust_updated_at=now))
-        self.status.config = "unchanged"
-        if self._config_raw is not None:
-            await self._save_cache(self._config_raw, now)
-
-    async def _save_cache(self, raw: dict[str, Any], refreshed_at: float) -> _Failure | None:
-        try:
-            await asyncio.to_thread(save_cached_doc, self.state_dir, raw, refreshed_at)
-        except OSError as exc:
-            # In force all the same; only an offline restart would miss it.
-            log.warning(
-                "could not keep the configuration on disk (%s): an offline restart would use "
-                "an older copy",
-                exc.strerror or exc,
-                extra={"event": "config_cache_failed"},
-            )
-        return None
-
-    def _check_identity(self, doc: KioskConfigDoc) -> None:
-        kiosk = self._runtime.config.kiosk
-        if (doc.kiosk_id, doc.venue_id) != (kiosk.id, kiosk.venue_id) and not self._mismatch_logged:
-            self._mismatch_logged = True
-            log.error(
-                "the collector knows this token as kiosk %s at venue %s, but kiosk.id/venue_id "
-                "say %s at %s: its entries will be refused until they match",
-                doc.kiosk_id,
-                doc.venue_id,
-                kiosk.id,
-                kiosk.venue_id,
-                extra={"event": "identity_mismatch"},
-            )
+            await self._configs.unchanged()
+        else:
+            failure = self._failed(outcome, "configuration")
+        self.status.config = self._configs.state
+        self.status.config_applied_at = self._configs.applied_at
+        return failure
 
     # -- state ----------------------------------------------------------------------------
 
@@ -594,13 +518,3 @@ def _split_by_size(rows: list[tuple[str, str]], limit: int) -> list[list[tuple[s
     if current:
         groups.append(current)
     return groups
-
-
-def _validation_summary(exc: ValidationError) -> str:
-    """Where the document is wrong, without the values (the pseudonym key may be among them)."""
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(part) for part in error["loc"]) or "(document)"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
