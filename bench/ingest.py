@@ -438,20 +438,26 @@ def report(runs: list[DatabaseRun], sizes: Sizes, quick: bool, notes: list[str])
                 *(f"- {note}" for note in notes),
             ]
         ),
-        "## Over HTTP (one sender process per kiosk, keep-alive, one batch in flight each)",
-        http_table,
-        "## Raw ceiling: the same rows into the same schema, no HTTP, no checks (rows/s)",
-        ceiling_table,
-        "## Where the time goes: µs per entry, each stage alone in one thread",
-        "Parse: `bodies.parse_json`; validate: `batch.prepare_batch` (pydantic `Entry`, scope) "
-        "without its canonical JSON; canonical JSON: the RFC 8785 bytes the chain covers; chain: "
-        "SHA-256 of each link; runs & rollups: the rest of `plan_ingest`; database: the rest of "
-        "`ingest_entries` (reads, writes, commit); CPU time of this thread, the database part in "
-        "wall time. Over HTTP: a request's time per entry with the fewest kiosks (one batch in "
-        "flight each); the last column is what the HTTP path adds: aiohttp, the token check, the "
-        "hand-offs to the worker and writer threads, and waiting for a core.",
-        stage_table,
     ]
+    parts += (
+        []
+        if not any(run.cells for run in runs)
+        else [
+            "## Over HTTP (one sender process per kiosk, keep-alive, one batch in flight each)",
+            http_table,
+            "## Raw ceiling: the same rows into the same schema, no HTTP, no checks (rows/s)",
+            ceiling_table,
+            "## Where the time goes: µs per entry, each stage alone in one thread",
+            "Parse: `bodies.parse_json`; validate: `batch.prepare_batch` (pydantic `Entry`, scope) "
+            "without its canonical JSON; canonical JSON: the RFC 8785 bytes the chain covers; chain: "
+            "SHA-256 of each link; runs & rollups: the rest of `plan_ingest`; database: the rest of "
+            "`ingest_entries` (reads, writes, commit); CPU time of this thread, the database part in "
+            "wall time. Over HTTP: a request's time per entry with the fewest kiosks (one batch in "
+            "flight each); the last column is what the HTTP path adds: aiohttp, the token check, the "
+            "hand-offs to the worker and writer threads, and waiting for a core.",
+            stage_table,
+        ]
+    )
     if any(run.at_2m for run in runs):
         rows_2m = []
         for run in runs:
@@ -566,16 +572,20 @@ async def main_async(args: argparse.Namespace) -> int:
         for kind in kinds:
             run = DatabaseRun("SQLite" if kind == "sqlite" else "PostgreSQL")
             runs.append(run)
-            await over_http(kind, workdir, sizes, run, args.py_spy)
-            await ceiling(kind, workdir, sizes, run)
-            if args.at_2m:
+            if not args.only_2m:
+                await over_http(kind, workdir, sizes, run, args.py_spy)
+                await ceiling(kind, workdir, sizes, run)
+            if args.at_2m or args.only_2m:
                 for random_ids in (False, True) if args.contrast else (False,):
                     await at_2m(kind, workdir, run, args.held, random_ids)
     text = report(runs, sizes, args.quick, notes)
     print(text)
     if not args.quick or args.results != RESULTS:  # a quick run never replaces the figures
-        path = write_report("ingest", text, args.results)
-        chart(runs, sizes, args.results / "ingest.png")
+        if args.only_2m:
+            path = write_report("ingest-2m", text, args.results)
+        else:
+            path = write_report("ingest", text, args.results)
+            chart(runs, sizes, args.results / "ingest.png")
         progress(f"wrote {path} and {args.results / 'ingest.png'}")
     return 0
 
@@ -590,6 +600,11 @@ def main() -> int:
     parser.add_argument("--batches", help="batch sizes, e.g. 1000 (default 1,100,1000)")
     parser.add_argument("--at-2m", action="store_true", help="also the 2 M entries test")
     parser.add_argument("--held", type=int, default=2_000_000, help="entries held for --at-2m")
+    parser.add_argument(
+        "--only-2m",
+        action="store_true",
+        help="the 2 M entries test alone, written to ingest-2m.md (it takes a while)",
+    )
     parser.add_argument(
         "--contrast", action="store_true", help="--at-2m also with random (uuid4) ids"
     )
