@@ -175,7 +175,7 @@ def test_the_example_configurations_load() -> None:
 def test_fuzzed_configuration_is_loaded_or_a_config_error(name: str) -> None:
     target = next(t for t in config_targets() if t.name == name)
     started = time.monotonic()
-    tried = run_target(target, short_examples(200))
+    tried = run_target(target, short_examples(120))
     record_figures("fuzz", {"inputs": tried, "engine": "hypothesis",
                             "seconds": round(time.monotonic() - started, 2)}, target=name)
     assert tried >= 50
