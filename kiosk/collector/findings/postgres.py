@@ -97,6 +97,15 @@ def _readings_sql(one_venue: bool) -> str:
     edge = f"""
     SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c FROM entries AS e
     WHERE e.temperature_c IS NOT NULL{only("e")}"""
+
+    def running(bound: str) -> str:
+        return f"""(
+        SELECT * FROM readings_running AS r WHERE r.kiosk_id = k.kiosk_id AND r.hour < {bound}
+        ORDER BY r.hour DESC LIMIT 1)"""
+
+    def total(column: str) -> str:
+        return f"u.{column} - coalesce(f.{column}, 0)"
+
     return f"""
 WITH edges AS (
     {edge} AND e.ts >= :since AND e.ts < :head_until
@@ -104,14 +113,17 @@ WITH edges AS (
     {edge} AND e.ts >= :tail_from AND e.ts < :until
 ),
 parts AS (
-    SELECT h.kiosk_id, h.venue_id, h.readings::bigint AS n, h.readings_sum_dc::numeric AS s,
-           h.readings_sumsq_dc::numeric AS ss, h.implausible::bigint AS bad
-    FROM kiosk_hours AS h
-    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0{only("h")}
+    SELECT k.kiosk_id, k.venue_id, {total("readings")} AS n, ({total("sum_dc")})::numeric AS s,
+           ({total("sumsq_dc")})::numeric AS ss, {total("implausible")} AS bad
+    FROM kiosks AS k
+    JOIN LATERAL {running(":full_until")} AS u ON true
+    LEFT JOIN LATERAL {running(":full_from")} AS f ON true
+    WHERE u.hour >= :full_from{only("k")}
     UNION ALL
-    SELECT kiosk_id, venue_id, 1, t, t * t,
-           (c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C})::int
+    SELECT kiosk_id, venue_id, count(*), sum(t), sum(t * t),
+           count(*) FILTER (WHERE c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C})
     FROM (SELECT kiosk_id, venue_id, c, round(c * 10)::numeric AS t FROM edges) AS tenths
+    GROUP BY kiosk_id, venue_id
 )
 SELECT kiosk_id, venue_id, sum(n), sum(s), sum(ss), sum(bad) FROM parts
 GROUP BY kiosk_id, venue_id

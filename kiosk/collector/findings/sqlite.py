@@ -95,28 +95,49 @@ WHERE position <= :sample ORDER BY kiosk_id, kind, position
 """
 
 
-# Readings per kiosk: whole hours from the rollups, the partial hours at either end from the
-# entries themselves (an index of readings by time).
+# Readings per kiosk: the window's whole hours as the difference of two running totals (the
+# latest `readings_running` row before each end: two lookups per kiosk), the partial hours at
+# either end from the entries themselves (by time, or by the venue's kiosks).
 def _readings_sql(one_venue: bool) -> str:
     only = _only(one_venue)
     by = "entries_kiosk_ts" if one_venue else "entries_readings_ts"
-    edge = f"""
-    SELECT e.kiosk_id, e.venue_id, e.temperature_c AS c FROM entries AS e INDEXED BY {by}
-    WHERE e.temperature_c IS NOT NULL{only("e")}"""
+
+    def running(bound: str) -> str:
+        return (
+            "(SELECT max(r.hour) FROM readings_running AS r "
+            f"WHERE r.kiosk_id = k.kiosk_id AND r.hour < {bound})"
+        )
+
+    def total(column: str) -> str:
+        return f"u.{column} - coalesce(f.{column}, 0)"
+
     return f"""
-WITH edges AS (
-    {edge} AND e.ts >= :since AND e.ts < :head_until
+WITH bounds AS MATERIALIZED (
+    SELECT k.kiosk_id, k.venue_id, {running(":full_until")} AS upto,
+           {running(":full_from")} AS before
+    FROM kiosks AS k WHERE 1{only("k")}
+),
+edges AS (
+    SELECT e.kiosk_id, e.venue_id, CAST(round(e.temperature_c * 10) AS INTEGER) AS t,
+           e.temperature_c < {PLAUSIBLE_MIN_C} OR e.temperature_c > {PLAUSIBLE_MAX_C} AS bad
+    FROM entries AS e INDEXED BY {by}
+    WHERE e.temperature_c IS NOT NULL AND e.ts >= :since AND e.ts < :head_until{only("e")}
     UNION ALL
-    {edge} AND e.ts >= :tail_from AND e.ts < :until
+    SELECT e.kiosk_id, e.venue_id, CAST(round(e.temperature_c * 10) AS INTEGER),
+           e.temperature_c < {PLAUSIBLE_MIN_C} OR e.temperature_c > {PLAUSIBLE_MAX_C}
+    FROM entries AS e INDEXED BY {by}
+    WHERE e.temperature_c IS NOT NULL AND e.ts >= :tail_from AND e.ts < :until{only("e")}
 ),
 parts AS (
-    SELECT h.kiosk_id, h.venue_id, h.readings AS n, h.readings_sum_dc AS s,
-           h.readings_sumsq_dc AS ss, h.implausible AS bad
-    FROM kiosk_hours AS h
-    WHERE h.hour >= :full_from AND h.hour < :full_until AND h.readings > 0{only("h")}
+    SELECT b.kiosk_id, b.venue_id, {total("readings")} AS n, {total("sum_dc")} AS s,
+           {total("sumsq_dc")} AS ss, {total("implausible")} AS bad
+    FROM bounds AS b
+    JOIN readings_running AS u ON u.kiosk_id = b.kiosk_id AND u.hour = b.upto
+    LEFT JOIN readings_running AS f ON f.kiosk_id = b.kiosk_id AND f.hour = b.before
+    WHERE b.upto >= :full_from
     UNION ALL
-    SELECT kiosk_id, venue_id, 1, t, t * t, c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C}
-    FROM (SELECT kiosk_id, venue_id, c, CAST(round(c * 10) AS INTEGER) AS t FROM edges)
+    SELECT kiosk_id, venue_id, count(*), sum(t), sum(t * t), sum(bad) FROM edges
+    GROUP BY kiosk_id, venue_id
 )
 SELECT kiosk_id, venue_id, sum(n), sum(s), sum(ss), sum(bad) FROM parts
 GROUP BY kiosk_id, venue_id
