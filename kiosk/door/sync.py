@@ -113,9 +113,12 @@ class Backoff:
 
 
 @dataclass(frozen=True, slots=True)
-class _Failure:
-    kind: str  # unreachable, timeout, connection_lost, tls, busy, server_error, network,
-    # protocol, refused, rejected, too_large, store
+class SyncFailure:
+    """Why a step stopped short. `kind`: unreachable, timeout, connection_lost, tls, busy,
+    server_error, network or protocol (worth retrying soon), refused or rejected (a person
+    must look), store (the local log failed) or bug."""
+
+    kind: str
     detail: str
     retry_after: float | None = None
 
@@ -243,7 +246,7 @@ class SyncService:
 
     # -- entries --------------------------------------------------------------------------
 
-    async def drain(self) -> _Failure | None:
+    async def drain(self) -> SyncFailure | None:
         """Send every unsent entry; None once the log has none left, else why it stopped.
 
         While one batch is at the collector, the previous one is marked sent and the next one
@@ -281,7 +284,7 @@ class SyncService:
             await self._log.mark_sent(ids)
             self.status.sent += len(ids)
 
-    async def _deliver(self, rows: list[tuple[str, str]]) -> tuple[list[str], _Failure | None]:
+    async def _deliver(self, rows: list[tuple[str, str]]) -> tuple[list[str], SyncFailure | None]:
         """Send these entries, split to fit and without any the collector refuses: the ids it
         stored (200), and why it stopped early, if it did."""
         stored: list[str] = []
@@ -350,7 +353,7 @@ class SyncService:
 
     # -- heartbeats -----------------------------------------------------------------------
 
-    async def send_heartbeat(self) -> _Failure | None:
+    async def send_heartbeat(self) -> SyncFailure | None:
         try:
             members = await self._runtime.heartbeat()
         except StoreError as exc:
@@ -364,7 +367,7 @@ class SyncService:
 
     # -- configuration --------------------------------------------------------------------
 
-    async def pull_config(self) -> _Failure | None:
+    async def pull_config(self) -> SyncFailure | None:
         outcome = await self.client.fetch_config(self._configs.etag)
         self._note_clock()
         failure = None
@@ -372,7 +375,7 @@ class SyncService:
             self._contact_ok("configuration")
             problem = await self._configs.apply(outcome.raw, outcome.etag)
             if problem is not None:
-                failure = _Failure("rejected", f"configuration unusable: {problem}")
+                failure = SyncFailure("rejected", f"configuration unusable: {problem}")
         elif isinstance(outcome, ConfigUnchanged):
             self._contact_ok("configuration")
             await self._configs.unchanged()
@@ -405,7 +408,7 @@ class SyncService:
         if self._heartbeat_failed:
             self._heartbeat_wake.set()
 
-    def _failed(self, outcome: Refused | Rejected | RetryLater, exchange: str) -> _Failure:
+    def _failed(self, outcome: Refused | Rejected | RetryLater, exchange: str) -> SyncFailure:
         """Why this exchange did not go through; the link state and alerts follow from it."""
         self.status.last_error = f"{exchange}: {_describe(outcome)}"
         if isinstance(outcome, RetryLater):
@@ -424,7 +427,7 @@ class SyncService:
                 self._set_alert(
                     exchange, f"collector certificate refused ({outcome.detail}); check ca_file"
                 )
-            return _Failure(outcome.reason, outcome.detail, outcome.retry_after)
+            return SyncFailure(outcome.reason, outcome.detail, outcome.retry_after)
         if not (isinstance(outcome, Refused) and outcome.status is None):  # it did answer
             now = self._clock()
             self.status.last_contact = now
@@ -437,13 +440,13 @@ class SyncService:
                 f"the collector refuses this kiosk's {exchange} ({code} {outcome.error}: "
                 f"{outcome.detail}); check collector.token_file and the kiosk's provisioning",
             )
-            return _Failure("refused", self.status.alerts[exchange])
+            return SyncFailure("refused", self.status.alerts[exchange])
         self._set_alert(
             exchange,
             f"the collector rejects the {exchange} ({outcome.status} {outcome.error}: "
             f"{outcome.detail})",
         )
-        return _Failure("rejected", self.status.alerts[exchange])
+        return SyncFailure("rejected", self.status.alerts[exchange])
 
     def _set_alert(self, exchange: str, text: str | None) -> None:
         """Logged when it changes, not at every retry (a kiosk may retry for hours)."""
@@ -462,14 +465,14 @@ class SyncService:
             )
         self.status.alert = "; ".join(alerts[name] for name in sorted(alerts)) or None
 
-    def _store_failed(self, doing: str, exc: StoreError) -> _Failure:
+    def _store_failed(self, doing: str, exc: StoreError) -> SyncFailure:
         log.warning(
             "sync stopped %s: the entry log failed (%s); retrying later",
             doing,
             exc.reason,
             extra={"event": "sync_store_error", "reason": exc.reason},
         )
-        return _Failure("store", f"{doing}: {exc.reason}")
+        return SyncFailure("store", f"{doing}: {exc.reason}")
 
 
 async def run_sync(runtime: SyncRuntime) -> None:
@@ -477,14 +480,14 @@ async def run_sync(runtime: SyncRuntime) -> None:
     await SyncService(runtime).run()
 
 
-async def _guarded(doing: str, step: Callable[[], Any]) -> _Failure | None:
+async def _guarded(doing: str, step: Callable[[], Any]) -> SyncFailure | None:
     """Run one step of a loop; a bug in it is logged and retried later, never ends sync."""
     try:
-        result: _Failure | None = await step()
+        result: SyncFailure | None = await step()
         return result
     except Exception as exc:  # the loop must outlive any one bug
         log.exception("sync failed %s", doing, extra={"event": "sync_bug"})
-        return _Failure("bug", f"{doing}: {type(exc).__name__}")
+        return SyncFailure("bug", f"{doing}: {type(exc).__name__}")
 
 
 def _describe(outcome: Refused | Rejected | RetryLater) -> str:
