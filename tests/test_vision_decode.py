@@ -126,7 +126,7 @@ def test_the_zxing_passes_alone_read_normal_and_dark_codes() -> None:
     assert read_qr_texts(frame, fallback=False) == [CODE]
     assert read_qr_texts(np.bitwise_not(frame), fallback=False) == [CODE]
     names = DecoderChain().step_names
-    assert names == ["zxing-fast", "zxing", "zxing-global", "pyzbar", "pyzbar-inverted"]
+    assert names == ["zxing", "zxing-global", "pyzbar", "pyzbar-inverted"]
 
 
 def test_binary_payloads_become_text_without_raising() -> None:

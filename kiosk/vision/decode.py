@@ -1,33 +1,37 @@
 """Every QR text in a camera frame: the decoder chain the door process runs on each frame.
 
-The order, the passes and the bounds come from `bench/decode.py` (results in
-bench/results/decode.md; figures below are from that run, 2 cores, single-threaded):
+The order, the passes and the bounds come from `bench/decode.py` (bench/results/decode.md; 2
+cores, single-threaded; times vary with the machine's load, which the report states):
 
-1. zxing-cpp, three passes, each only when the one before read nothing (the primary steps):
-   - `zxing-fast`: full resolution only, no inverted pass. A phone held up to the camera is read
-     here: about 1 ms at 1280×720 on a hit, where zxing-cpp's defaults spend 2–3 ms because they
-     keep searching the downscaled and inverted images for more codes after the first.
-   - `zxing`: zxing-cpp's defaults (downscaled pyramid, inverted image): dark-mode phones (0 of
-     507 inverted certificates are read without it) and most of the phone photos (69%; 49%
-     without the downscaled search).
-   - `zxing-global`: the same with the global-histogram binarizer, which reads 20 of the 22
-     certificates in a 640×480 frame and 3 in 1280×720 that the local binarizer misses, for
-     under 1 ms more on a miss.
-   All three together cost 2–4 ms on a 1280×720 frame without a code.
-2. pyzbar (the fallback), only when no zxing-cpp pass read anything. It costs 15–40 ms on a
-   640×480 to 1280×720 frame without a code and 80–250 ms at 1920×1080, so it reads the whole
-   frame only up to 800×600 pixels; on larger frames it reads only around the symbols zxing-cpp
-   found but could not decode (each crop a few ms). On the public sets that loses nothing: the
-   only images pyzbar reads and zxing-cpp does not were either small or had such a symbol. pyzbar
-   reads light-on-dark codes only from the negative, so it runs on the negative as well.
-3. OpenCV's QRCodeDetector is off: on the public sets it adds one BoofCV photo to the chain's
-   reads, while costing 40–170 ms on every 1280×720 frame without a code and several seconds on
-   some photos (its multi-code search took 100 s on one); it cannot be interrupted, so it cannot
-   be time-boxed. `ChainSettings(opencv_max_pixels=...)` turns it on below a frame size.
+1. zxing-cpp with its defaults (downscaled pyramid, inverted image): it alone reads 100% of the
+   507 certificates as issued and inverted, 99% in a 1280×720 frame, 96% in 640×480, and 69% of
+   the BoofCV phone photos, in 1–3 ms per 1280×720 frame, hit or miss. Its inverted pass is what
+   reads dark-mode phones (0 of 507 inverted certificates without it), its downscaled pyramid
+   what reads most photos (49% without it). A cheaper first pass without both (about 1 ms less
+   per hit at 1280×720) was measured and dropped: it stops at the first, nearest code, and in
+   frames holding several it missed the one that mattered (2 of the 96 photos); two visitors
+   may hold up phones at once.
+2. zxing-cpp again with the global-histogram binarizer, only when the first pass read nothing:
+   it reads the 22 certificates in 640×480 frames and the 3 in 1280×720 that the first pass
+   misses, and costs under 1 ms on a 1280×720 frame without a code.
+3. pyzbar (the fallback), only when zxing-cpp read nothing: it reads a few photos zxing-cpp
+   cannot (pathological and noncompliant codes; 69% → 75% of the photos with steps 2 and 3).
+   It costs 10–35 ms on an empty 640×480 to 1280×720 frame on a quiet machine and 80–250 ms at
+   1920×1080, so it reads whole frames only up to 800×600; on larger frames it reads crops
+   around the symbols zxing-cpp found but could not decode (a few ms each). On the public sets
+   the bound loses no read, and an empty 1280×720 frame costs the zxing-cpp passes' 2 ms instead
+   of 30–100 ms. zbar reads light-on-dark codes only from the negative, so pyzbar also runs on
+   the negative (measured apart: it read the one dark-mode certificate in a 640×480 frame that
+   both zxing-cpp passes missed).
+4. OpenCV's QRCodeDetector is off: it adds one BoofCV photo to the chain's reads while costing
+   150–300 ms (median) on every 1280×720 frame without a code here, and seconds on some photos
+   (its multi-code search took 100 s on one); it cannot be interrupted, so it cannot be
+   time-boxed. `ChainSettings(opencv_max_pixels=...)` turns it on below a frame size.
 
-Grayscale conversion happens once per frame; nothing is upscaled. Every decoder call is guarded:
-a library that raises on a frame (OpenCV on some ECI codes, zxing-cpp's binding on text that is
-not UTF-8) costs that step, is counted in `stats`, and the next step runs.
+Grayscale conversion happens once per frame (0.4 ms at 1280×720); nothing is upscaled. Every
+decoder call is guarded: a library that raises on a frame (OpenCV on some ECI codes, zxing-cpp's
+binding on text that is not UTF-8) costs that step, is counted in `stats`, and the next step
+runs. The door may skip the fallback on most frames of a stream (`fallback=False`).
 """
 
 from __future__ import annotations
@@ -64,7 +68,6 @@ MIN_FRAME_SIDE = 21
 # Beyond 4096×4096 a frame is a misconfigured camera or garbage; decoding it would stall the door.
 MAX_FRAME_PIXELS = 4096 * 4096
 
-ZXING_FAST = ZxingOptions(name="zxing-fast", try_downscale=False, try_invert=False)
 ZXING_FULL = ZxingOptions(name="zxing")
 ZXING_GLOBAL = ZxingOptions(name="zxing-global", binarizer="GlobalHistogram")
 
@@ -87,7 +90,7 @@ class ChainSettings:
     `opencv_max_pixels` (0: never).
     """
 
-    zxing_passes: tuple[ZxingOptions, ...] = (ZXING_FAST, ZXING_FULL, ZXING_GLOBAL)
+    zxing_passes: tuple[ZxingOptions, ...] = (ZXING_FULL, ZXING_GLOBAL)
     pyzbar_frame_max_pixels: int = 800 * 600
     pyzbar_inverted: bool = True
     opencv_max_pixels: int = 0
