@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_helpers import T0, Collector, LogWriter, heartbeat
+from collector_helpers import CLI, T0, Collector, LogWriter, heartbeat
 from test_fuzz_support import LiveCollector, record_figures
 
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.ratelimit import FailureLimiter, client_key
-from kiosk.collector.tokens import new_token
+from kiosk.collector.tokens import new_token, token_hash
 
 JSON = {"Content-Type": "application/json"}
 
@@ -269,3 +269,22 @@ def test_the_limiter_keeps_bounded_memory_and_groups_ipv6_by_64() -> None:
     now[0] += 10.0
     assert limiter.retry_after("2001:db8:1:2::3") is None
     assert FailureLimiter(burst=0, refill_s=1.0).retry_after("x") is None  # off
+
+
+async def test_revocation_and_rotation_take_effect_at_once(collector: Collector) -> None:
+    """No cache between the token and its owner: the very next request after a revocation or a
+    rotation (on the same kept-alive connection) sees it, on any collector process."""
+    p = collector.provisioned
+    client = collector.client
+    assert (await client.get("/api/v1/kiosk/config", headers=p.auth("k-a"))).status == 200
+    await collector.storage.set_token("k-a", None, actor=CLI, now=T0)
+    assert (await client.get("/api/v1/kiosk/config", headers=p.auth("k-a"))).status == 401
+    batch = {"entries": LogWriter("k-a", "v-a").entries(1)}
+    assert (await client.post("/api/v1/entries", json=batch, headers=p.auth("k-a"))).status == 401
+    fresh = new_token()
+    await collector.storage.set_token("insp-d1", token_hash(fresh), actor=CLI, now=T0)
+    assert (await client.get("/api/v1/noncompliant", headers=p.auth("insp-d1"))).status == 401
+    renewed = await client.get("/api/v1/noncompliant",
+                               headers={"Authorization": f"Bearer {fresh}"})
+    assert renewed.status == 200
+    assert await collector.storage.count_entries() == 0
