@@ -199,7 +199,8 @@ class DoorApp:
         self, config: KioskConfig, entry_log: EntryLog, holder: KnowledgeHolder
     ) -> DoorParts:
         hub = ScreenHub()
-        conditions = DoorConditions()
+        # A log that could not be written at open: "not recorded" before the first visitor.
+        conditions = DoorConditions(store_failure=entry_log.unwritable_at_open)
         thermometer = build_thermometer(config.thermometer)
         mask = build_mask(config.mask)
         camera = self._camera if self._camera is not None else build_camera(config.camera)

@@ -31,6 +31,7 @@ starts with a new `log_id` at seq 1 (sync-api.md: a recovered database gets a ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -214,8 +215,34 @@ class _HeadMark:
             os.close(fd)
 
 
-def error_reason(exc: BaseException) -> str:
-    """The StoreError reason of a database or file-system error."""
+def error_reason(exc: BaseException, where: Path | None = None) -> str:
+    """The StoreError reason of a database or file-system error on the log at `where`."""
+    reason = _error_reason(exc)
+    if reason == "io" and where is not None:
+        # SQLite says only "disk I/O error" when the kernel has turned the file system
+        # read-only under an open log (ext4 errors=remount-ro, after an I/O error), or when a
+        # full disk has no room for the -wal or -shm of a log being opened.
+        if _read_only_fs(where.parent):
+            return "read_only"
+        with contextlib.suppress(OSError):
+            if os.statvfs(where.parent).f_bavail == 0:
+                return "disk_full"
+    return reason
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+        # ext4's emergency read-only state is not in the mount flags: only a write attempt
+        # (here the folder's times, on this failure path only) tells.
+        os.utime(folder)
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    return False
+
+
+def _error_reason(exc: BaseException) -> str:
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int):
@@ -279,6 +306,7 @@ class EntryLog:
         recovered_from: Path | None,
         lost_tail: LostTail | None = None,
         head_mark: _HeadMark | None = None,
+        unwritable: str | None = None,
     ) -> None:
         self._db: aiosqlite.Connection | None = db
         self.path = path
@@ -288,6 +316,9 @@ class EntryLog:
         self.log_id = log_id
         self.recovered_from = recovered_from
         self.lost_tail = lost_tail
+        # Why a test write failed at open (disk_full, read_only), or None: the log opened
+        # writable. Later writes say for themselves (NotRecorded).
+        self.unwritable_at_open = unwritable
         self._head_mark = head_mark
         self._last_seq = last_seq
         self._last_chain = last_chain
@@ -319,12 +350,12 @@ class EntryLog:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 db = await aiosqlite.connect(path, isolation_level=None)
             except (OSError, sqlite3.Error) as exc:
-                raise StoreError(error_reason(exc), f"{path}: {exc}") from exc
+                raise StoreError(error_reason(exc, path), f"{path}: {exc}") from exc
             try:
                 head = await _initialise(db, check=check)
             except (OSError, sqlite3.Error, _Corrupt) as exc:
                 await db.close()
-                reason = "corrupt" if isinstance(exc, _Corrupt) else error_reason(exc)
+                reason = "corrupt" if isinstance(exc, _Corrupt) else error_reason(exc, path)
                 if reason != "corrupt" or recovered_from is not None:
                     raise StoreError(reason, f"{path}: {exc}") from exc
                 recovered_from = _move_aside(path)
@@ -337,6 +368,23 @@ class EntryLog:
                 )
                 continue
             log_id, last_seq, last_chain, entries = head
+            unwritable: str | None = None
+            try:
+                await _check_writable(db)
+            except (OSError, sqlite3.Error) as exc:
+                # SQLite opens and reads a log on a full or read-only disk without a word. The
+                # door may start on it (its screen says "not recorded" from the first moment,
+                # and it records again once a write works); any other failure is fatal.
+                unwritable = error_reason(exc, path)
+                if unwritable not in ("disk_full", "read_only"):
+                    await db.close()
+                    raise StoreError(unwritable, f"{path}: cannot write: {exc}") from exc
+                log.error(
+                    "the entry log %s cannot be written now (%s): nobody can be recorded, so "
+                    "nobody is admitted, until it can",
+                    path,
+                    unwritable,
+                )
             lost_tail: LostTail | None = None
             mark = read_head_mark(path)
             if mark is not None and mark[0] == log_id and mark[1] > last_seq:
@@ -345,7 +393,7 @@ class EntryLog:
                 except (OSError, sqlite3.Error) as exc:
                     await db.close()
                     raise StoreError(
-                        error_reason(exc), f"{path}: cannot start a new log: {exc}"
+                        error_reason(exc, path), f"{path}: cannot start a new log: {exc}"
                     ) from exc
                 lost_tail = LostTail(mark[0], head[1], mark[1])
                 log.error(
@@ -374,6 +422,7 @@ class EntryLog:
                 recovered_from=recovered_from,
                 lost_tail=lost_tail,
                 head_mark=head_mark,
+                unwritable=unwritable,
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -447,7 +496,7 @@ class EntryLog:
                 await db.execute("COMMIT")
             except (OSError, sqlite3.Error) as exc:
                 await self._recover(db)
-                raise NotRecorded(error_reason(exc), str(exc)) from exc
+                raise NotRecorded(error_reason(exc, self.path), str(exc)) from exc
             self._last_seq = seq
             self._last_chain = entry["chain"]
             self._entries += 1
@@ -468,7 +517,7 @@ class EntryLog:
                     "UPDATE entries SET set_aside = ? WHERE id = ?", (why or "rejected", entry_id)
                 )
             except (OSError, sqlite3.Error) as exc:
-                raise StoreError(error_reason(exc), str(exc)) from exc
+                raise StoreError(error_reason(exc, self.path), str(exc)) from exc
 
     async def purge(self, *, older_than: float, only_sent: bool, batch: int = 500) -> int:
         """Delete entries with ts before `older_than` (only sent ones when `only_sent`), in
@@ -489,7 +538,7 @@ class EntryLog:
                     deleted = cursor.rowcount
                     await cursor.close()
                 except (OSError, sqlite3.Error) as exc:
-                    raise StoreError(error_reason(exc), str(exc)) from exc
+                    raise StoreError(error_reason(exc, self.path), str(exc)) from exc
                 self._entries -= deleted
                 total += deleted
             if deleted < batch:
@@ -557,7 +606,7 @@ class EntryLog:
             try:
                 return list(await db.execute_fetchall(sql, params))
             except (OSError, sqlite3.Error) as exc:
-                raise StoreError(error_reason(exc), str(exc)) from exc
+                raise StoreError(error_reason(exc, self.path), str(exc)) from exc
 
     async def _write_many(self, sql: str, ids: Sequence[str]) -> None:
         async with self._lock:
@@ -570,7 +619,7 @@ class EntryLog:
                 await db.execute("COMMIT")
             except (OSError, sqlite3.Error) as exc:
                 await self._recover(db)
-                raise StoreError(error_reason(exc), str(exc)) from exc
+                raise StoreError(error_reason(exc, self.path), str(exc)) from exc
 
     async def _recover(self, db: aiosqlite.Connection) -> None:
         """After a failed write: end the transaction and take the head from disk again, so the
@@ -632,6 +681,18 @@ async def _initialise(db: aiosqlite.Connection, *, check: bool) -> tuple[str, in
             f"entry log schema version {version}; this kiosk knows version {SCHEMA_VERSION}"
         )
     return await _read_head(db)
+
+
+async def _check_writable(db: aiosqlite.Connection) -> None:
+    """One real (and synced) write that changes nothing."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute("UPDATE meta SET value = value WHERE key = 'log_id'")
+        await db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+        raise
 
 
 async def _retire_log(db: aiosqlite.Connection) -> tuple[str, int, str]:

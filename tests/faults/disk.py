@@ -113,6 +113,74 @@ class SmallDisk:
         _mount("-o", "remount,rw", str(self.path))
 
 
+class LoopDisk:
+    """An ext4 file system in the file `image`, loop-mounted at `path` with errors=remount-ro,
+    as a kiosk's SD card or disk is. `fail()` makes the kernel handle a file-system error: it
+    turns the mount read-only under the running door, open files and all (which a plain
+    `remount,ro` refuses to do while a file is open for writing)."""
+
+    def __init__(self, image: Path, path: Path, size_mib: int = 32) -> None:
+        self.image = image
+        self.path = path
+        self.size_mib = size_mib
+
+    def __enter__(self) -> LoopDisk:
+        with self.image.open("wb") as handle:
+            handle.truncate(self.size_mib * 1024 * 1024)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", str(self.image)], check=True, capture_output=True, timeout=60
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.mount()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _mount_command("umount", "-l", str(self.path))
+
+    def mount(self) -> None:
+        _mount("-o", "loop,errors=remount-ro", str(self.image), str(self.path))
+
+    def device(self) -> str:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == str(self.path):
+                return Path(fields[0]).name
+        raise AssertionError(f"{self.path} is not mounted")
+
+    def read_only(self) -> bool:
+        """Whether the file system refuses writes (ext4's emergency read-only state is not in
+        the mount flags: a write attempt tells)."""
+        try:
+            os.utime(self.path)
+        except OSError as exc:
+            return exc.errno == errno.EROFS
+        return False
+
+    def fail(self) -> None:
+        """A file-system error, as the kernel handles it: the mount turns read-only."""
+        Path(f"/sys/fs/ext4/{self.device()}/trigger_fs_error").write_text("kiosk fault test\n")
+
+    def repair(self) -> None:
+        """What a technician does: unmount, check the file system, mount it again."""
+        _mount_command("umount", str(self.path))
+        # e2fsck exits 1 when it fixed something (the error flag): that is the point.
+        subprocess.run(["e2fsck", "-fy", str(self.image)], capture_output=True, timeout=60)
+        self.mount()
+
+
+def loop_unavailable() -> str | None:
+    """Why an ext4 loop mount cannot be used here, or None."""
+    reason = mount_unavailable()
+    if reason is not None:
+        return reason
+    if shutil.which("mkfs.ext4") is None or shutil.which("e2fsck") is None:
+        return "no mkfs.ext4/e2fsck (e2fsprogs)"
+    if not Path("/dev/loop-control").exists() or not Path("/sys/fs/ext4").is_dir():
+        return "no loop devices or no ext4 in this kernel/container"
+    return None
+
+
 def _mount(*args: str) -> None:
     _mount_command("mount", *args)
 
