@@ -300,8 +300,10 @@ async def test_the_clock_offset_is_measured_at_every_exchange(kit: SyncKit) -> N
     assert service.status.clock_uncertainty_ms <= 500
 
 
-async def test_stopping_mid_batch_leaves_nothing_running(kit: SyncKit) -> None:
-    await kit.write(250)
+async def test_stopping_mid_batch_leaves_nothing_running_and_a_restart_resumes(
+    kit: SyncKit,
+) -> None:
+    written = await kit.write(250)
     kit.collector.script.extend(["ok", "stall"])  # the second batch hangs at the collector
     before = asyncio.all_tasks()
     service = kit.service(batch_limit=100)
@@ -312,3 +314,12 @@ async def test_stopping_mid_batch_leaves_nothing_running(kit: SyncKit) -> None:
     assert asyncio.all_tasks() == before
     # The batch cut off is still unsent, to be sent again.
     assert (await kit.log.stats()).backlog == 150
+    # A new service (a restarted door) picks up where the log says, nothing twice.
+    await kit.collector.start()
+    kit.runtime.config = kit.runtime.config.model_copy(
+        update={
+            "collector": kit.runtime.config.collector.model_copy(update={"url": kit.collector.url})
+        }
+    )
+    assert await kit.service().drain() is None
+    assert kit.collector.order == [entry["id"] for entry in written]
