@@ -48,9 +48,10 @@ Exact semantics, where the spec leaves room (all times are Unix seconds, compare
   they report that the collector does not hold now is missing. `count` = missing seqs;
   `first`/`last` = receive times of the earliest and latest of those heartbeats that reported a
   `last_seq` above a missing seq. A seq that arrives late stops being missing (the finding
-  describes the log as it is now). The collector looks only at logs that have a hole below
-  their highest held seq or whose latest heartbeat reports more than it holds, which relies on
-  a log's `last_seq` never going down (a kiosk starts a new `log_id` when its log is replaced).
+  describes the log as it is now). The collector relies on a log's `last_seq` never going down
+  (a kiosk starts a new `log_id` when its log is replaced): it looks only at logs with a hole
+  below their highest held seq or whose latest heartbeat reports more than they hold, and takes
+  the latest heartbeat's `last_seq` as the highest reported.
 * silent_kiosk/silent: the observed part of the window is `[max(since, provisioned_at),
   min(until, now))`. It is cut at every heartbeat receive time; each piece longer than
   `silent_after` (exactly `silent_after` is fine) is a silent stretch. `count` = stretches,

@@ -222,10 +222,11 @@ WITH candidates AS (
     WHERE st.last_seq - 1 > coalesce(l.max_seq, 0){only("st")}
 ),
 reported AS (
-    SELECT c.log_id, c.kiosk_id, c.venue_id,
-           (SELECT max(h.last_seq) FROM heartbeats AS h
-            WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff) AS top
+    SELECT c.log_id, c.kiosk_id, c.venue_id, (
+        SELECT h.last_seq FROM heartbeats AS h
+        WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff
+        ORDER BY h.received_at DESC LIMIT 1) AS top
     FROM candidates AS c
 ),
 holes AS (
@@ -238,13 +239,15 @@ holes AS (
     FROM reported AS r WHERE r.top IS NOT NULL
 ),
 reporting AS (
-    SELECT g.log_id, g.kiosk_id, g.venue_id, g.missing,
-           (SELECT min(h.received_at) FROM heartbeats AS h
-            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS first,
-           (SELECT max(h.received_at) FROM heartbeats AS h
-            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS last
+    SELECT g.kiosk_id, g.venue_id, g.missing, (
+        SELECT h.received_at FROM heartbeats AS h
+        WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
+        ORDER BY h.received_at LIMIT 1) AS first, (
+        SELECT h.received_at FROM heartbeats AS h
+        WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
+        ORDER BY h.received_at DESC LIMIT 1) AS last
     FROM holes AS g WHERE g.missing > 0
 )
 SELECT kiosk_id, venue_id, sum(missing), min(first), max(last) FROM reporting

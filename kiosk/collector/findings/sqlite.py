@@ -233,8 +233,9 @@ GROUP BY kiosk_id, venue_id
 
 # Logs that may miss a seq: a hole below their highest held seq, or a latest heartbeat that
 # reports more than they hold. For those only: the highest last_seq reported by heartbeats of
-# the window received at least an hour ago, the seqs held below it (from the runs), the first
-# missing seq, and the heartbeats that reported a last_seq above it.
+# the window received at least an hour ago (a log's last_seq only grows: the latest one's), the
+# seqs held below it (from the runs), the first missing seq, and the earliest and latest of
+# those heartbeats that reported a last_seq above it. A few index lookups per log.
 def _gaps_sql(one_venue: bool) -> str:
     only = _only(one_venue)
     return f"""
@@ -247,10 +248,11 @@ WITH candidates AS (
     WHERE st.last_seq - 1 > coalesce(l.max_seq, 0){only("st")}
 ),
 reported AS (
-    SELECT c.log_id, c.kiosk_id, c.venue_id,
-           (SELECT max(h.last_seq) FROM heartbeats AS h INDEXED BY heartbeats_log
-            WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff) AS top
+    SELECT c.log_id, c.kiosk_id, c.venue_id, (
+        SELECT h.last_seq FROM heartbeats AS h INDEXED BY heartbeats_log
+        WHERE h.log_id = c.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff
+        ORDER BY h.received_at DESC LIMIT 1) AS top
     FROM candidates AS c
 ),
 holes AS (
@@ -263,13 +265,15 @@ holes AS (
     FROM reported AS r WHERE r.top IS NOT NULL
 ),
 reporting AS (
-    SELECT g.kiosk_id, g.venue_id, g.missing,
-           (SELECT min(h.received_at) FROM heartbeats AS h INDEXED BY heartbeats_log
-            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS first,
-           (SELECT max(h.received_at) FROM heartbeats AS h INDEXED BY heartbeats_log
-            WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
-              AND h.received_at <= :cutoff AND h.last_seq > g.first_missing) AS last
+    SELECT g.kiosk_id, g.venue_id, g.missing, (
+        SELECT h.received_at FROM heartbeats AS h INDEXED BY heartbeats_log
+        WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
+        ORDER BY h.received_at LIMIT 1) AS first, (
+        SELECT h.received_at FROM heartbeats AS h INDEXED BY heartbeats_log
+        WHERE h.log_id = g.log_id AND h.received_at >= :since AND h.received_at < :until
+          AND h.received_at <= :cutoff AND h.last_seq > g.first_missing
+        ORDER BY h.received_at DESC LIMIT 1) AS last
     FROM holes AS g WHERE g.missing > 0
 )
 SELECT kiosk_id, venue_id, sum(missing), min(first), max(last) FROM reporting
