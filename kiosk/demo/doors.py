@@ -95,7 +95,10 @@ async def collector_config_applied(door: DoorApp, within: float = CONFIG_WAIT_S)
     parts.knowledge.listen(check)
     check(parts.knowledge.current())
     try:
-        await asyncio.wait_for(applied.wait(), within)
+        # Not wait_for: on Python 3.11 it may swallow a cancellation that comes as the event is
+        # set, and the demo would then let visitors in after closing time.
+        async with asyncio.timeout(within):
+            await applied.wait()
     except TimeoutError:
         raise KioskError(
             f"kiosk {door.config.kiosk.id} got no configuration from the demo collector within "

@@ -124,6 +124,8 @@ class VisitorFrames:
                 )
 
     def _blank_codes(self) -> None:
+        if not self._visitors.is_dir():  # closed before the visitors' frames were rendered
+            return
         for index in self._code_frames:
             _write_atomic(self._visitors / f"{index:04d}.png", self._blank)
 

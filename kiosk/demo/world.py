@@ -50,6 +50,7 @@ from kiosk.door.engine import DecisionEvent
 WRAP_UP_S = 1.5  # closing time to exit: last decisions, last entries sent, the list, stopping
 SETTLE_S = 0.3  # after closing, for frames already captured to be decided
 DRAIN_WAIT_S = 5.0  # at most, for the doors' last entries to reach the collector
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.asynccontextmanager
@@ -77,13 +78,20 @@ async def run_demo(
     printer = DecisionPrinter(out, UNITS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+
+    def closing_time() -> None:
+        out.write("\nkiosk demo: closing time (Ctrl-C again stops at once, without the list)\n")
+        stop.set()
+        for signum in STOP_SIGNALS:  # the next one gets Python's own handling
+            loop.remove_signal_handler(signum)
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, closing_time)
     try:
         with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
             await _run_world(Path(tmp), printer, out, port, stop, closing_at)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     total = printer.total
     out.write(
