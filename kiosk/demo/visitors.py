@@ -5,8 +5,9 @@ The folder's path is a symbolic link, swapped whole (an atomic rename) between a
 one empty frame and the folder of visitors, because the replay lists the folder again at every
 round: the visitors must appear all at once, from the first of them, once the kiosk holds the
 collector's trust list (before that every code would be "cannot verify"). The scripted readings
-and mask states then pair with the visitors in order. A round that was listed before the swap
-reads its one file, `0000.png`, after it: that name is an empty frame in both folders.
+and mask states then pair with the visitors in order (a code frame the kiosk drops under load
+shifts them by one visitor from then on: the story changes, the findings do not). A round that
+was listed before the swap reads its one file, `0000.png`, after it: an empty frame in both.
 
 Green codes are issued afresh for every round, as new people would bring them: one code shown
 round after round would be one person let in again and again, which the collector reports as
