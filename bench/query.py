@@ -228,7 +228,8 @@ async def build(
 ) -> int:
     """Load one phase (excess code uses come from the generator: PostgreSQL's code_reuse
     trigger is off meanwhile, SQLite judges them in its ingest statement, not used here), then
-    refresh the planner's statistics as autovacuum / `PRAGMA optimize` would."""
+    refresh the planner's statistics (and PostgreSQL's visibility map) as autovacuum and
+    `PRAGMA optimize` would."""
     if loader.dialect == "postgresql":
         await loader.execute("ALTER TABLE entries DISABLE TRIGGER entries_code_reuse")
     written = await load_phase(loader, venues, phase, heartbeat_every=heartbeat_every)
@@ -236,7 +237,7 @@ async def build(
         await loader.execute("ANALYZE;")
     else:
         await loader.execute("ALTER TABLE entries ENABLE TRIGGER entries_code_reuse")
-        await loader.execute("ANALYZE")
+        await loader.execute("VACUUM ANALYZE")  # what autovacuum does to a table at rest
     return written
 
 

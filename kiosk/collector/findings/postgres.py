@@ -113,8 +113,8 @@ WITH edges AS (
     {edge} AND e.ts >= :tail_from AND e.ts < :until
 ),
 parts AS (
-    SELECT k.kiosk_id, k.venue_id, {total("readings")} AS n, ({total("sum_dc")})::numeric AS s,
-           ({total("sumsq_dc")})::numeric AS ss, {total("implausible")} AS bad
+    SELECT k.kiosk_id, k.venue_id, {total("readings")} AS n, {total("sum_dc")} AS s,
+           {total("sumsq_dc")} AS ss, {total("implausible")} AS bad
     FROM kiosks AS k
     JOIN LATERAL {running(":full_until")} AS u ON true
     LEFT JOIN LATERAL {running(":full_from")} AS f ON true
@@ -122,15 +122,19 @@ parts AS (
     UNION ALL
     SELECT kiosk_id, venue_id, count(*), sum(t), sum(t * t),
            count(*) FILTER (WHERE c < {PLAUSIBLE_MIN_C} OR c > {PLAUSIBLE_MAX_C})
-    FROM (SELECT kiosk_id, venue_id, c, round(c * 10)::numeric AS t FROM edges) AS tenths
+    FROM (SELECT kiosk_id, venue_id, c, round(c * 10)::int AS t FROM edges) AS tenths
     GROUP BY kiosk_id, venue_id
+),
+totals AS (
+    SELECT kiosk_id, venue_id, sum(n)::numeric AS n, sum(s)::numeric AS s,
+           sum(ss)::numeric AS ss, sum(bad)::numeric AS bad
+    FROM parts GROUP BY kiosk_id, venue_id
 )
-SELECT kiosk_id, venue_id, sum(n), sum(s), sum(ss), sum(bad) FROM parts
-GROUP BY kiosk_id, venue_id
-HAVING (sum(n) >= {STUCK_MIN_READINGS}
-        AND (sum(n) * sum(ss) - sum(s) * sum(s)) * {STUCK_MAX_VARIANCE_TENTHS.denominator}
-            < {STUCK_MAX_VARIANCE_TENTHS.numerator} * sum(n) * sum(n))
-    OR sum(bad) * {round(1 / IMPLAUSIBLE_MAX_SHARE)} > sum(n)
+SELECT kiosk_id, venue_id, n, s, ss, bad FROM totals
+WHERE (n >= {STUCK_MIN_READINGS}
+       AND (n * ss - s * s) * {STUCK_MAX_VARIANCE_TENTHS.denominator}
+           < {STUCK_MAX_VARIANCE_TENTHS.numerator} * n * n)
+   OR bad * {round(1 / IMPLAUSIBLE_MAX_SHARE)} > n
 """
 
 
@@ -365,8 +369,10 @@ async def evidence(storage: PostgresStorage, query: FindingsQuery) -> Evidence:
 
 async def _gather(conn: Any, bound: dict[str, Any]) -> Evidence:
     # These statements read little but look costly to the planner (correlated subqueries over
-    # large tables): JIT compilation would cost seconds and save nothing.
+    # large tables, partial indexes it cannot size): JIT compilation would cost seconds and
+    # parallel workers their start-up, and neither saves anything here.
     await conn.execute("SET LOCAL jit = off")
+    await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     return Evidence(
         await _entry_evidence(conn, bound),
         await _readings_evidence(conn, bound),
