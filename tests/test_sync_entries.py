@@ -230,6 +230,18 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def test_a_link_too_slow_for_a_full_batch_gets_smaller_ones(tmp_path: Path) -> None:
+    async with make_sync_kit(tmp_path, timeout=0.3) as kit:
+        written = await kit.write(100)
+        kit.collector.slow_over = 30  # bigger batches take longer than the kiosk waits
+        service = kit.service(batch_limit=100)
+        async with running(service):
+            await until(lambda: service.status.sent == 100, within=10)
+        assert set(kit.collector.entries) == {e["id"] for e in written}
+        sizes = [body.count(b'"chain"') for body in kit.collector.bodies]
+        assert sizes[:3] == [100, 50, 25]
+
+
 async def test_decided_offline_then_the_collector_comes_up(tmp_path: Path) -> None:
     port = unused_port()
     async with make_sync_kit(tmp_path, start=False, url=f"http://127.0.0.1:{port}") as kit:

@@ -64,6 +64,8 @@ class FakeCollector:
         self.config_requests: list[str | None] = []  # the If-None-Match of each
         self.script: deque[int | str] = deque()
         self.max_batch = 1000
+        self.slow_over: int | None = None  # batches larger than this answer after `slow_s`
+        self.slow_s = 1.0
         self.foreign_ids: set[str] = set()  # ids "held for another kiosk": 400 with index
         self.broken_links = 0
         self.date_skew_s = 0.0
@@ -127,6 +129,8 @@ class FakeCollector:
         except (ValueError, KeyError, TypeError):
             self.answers.append(400)
             return error(400, "invalid_body", "not a batch")
+        if self.slow_over is not None and len(batch) > self.slow_over:
+            await asyncio.sleep(self.slow_s)  # a slow link: it arrives, but late
         if len(batch) > self.max_batch:
             self.answers.append(413)
             return error(413, "too_large", f"at most {self.max_batch} entries")

@@ -167,6 +167,7 @@ class SyncService:
         self._clock = runtime.clock
         self._retry = retry or RetryPolicy()
         self.batch_limit = max(1, min(batch_limit, MAX_BATCH_ENTRIES))
+        self._batch_size = self.batch_limit  # smaller for a while after a timeout
         self._body_limit = body_limit
         self.client = CollectorClient(
             settings.url,
@@ -256,7 +257,7 @@ class SyncService:
         stored: list[str] = []  # the collector answered 200; not yet marked in the log
         try:
             wake.clear()  # before reading: an entry written from here on wakes the idle wait
-            rows = await self._log.unsent_bodies(self.batch_limit)
+            rows = await self._log.unsent_bodies(self._batch_size)
             while rows:
                 sending = asyncio.create_task(self._deliver(rows))
                 try:
@@ -264,13 +265,14 @@ class SyncService:
                     stored = []
                     wake.clear()
                     in_flight = {entry_id for entry_id, _ in rows}
-                    ahead = await self._log.unsent_bodies(self.batch_limit + len(rows))
-                    rows = [row for row in ahead if row[0] not in in_flight][: self.batch_limit]
+                    ahead = await self._log.unsent_bodies(self._batch_size + len(rows))
+                    rows = [row for row in ahead if row[0] not in in_flight][: self._batch_size]
                 except BaseException:  # a store error, or the service stopping: no orphan
                     sending.cancel()
                     await asyncio.gather(sending, return_exceptions=True)
                     raise
                 stored, failure = await sending
+                self._fit_batch_size(len(stored), failure)
                 if failure is not None:
                     await self._mark_sent(stored)
                     return failure
@@ -278,6 +280,19 @@ class SyncService:
         except StoreError as exc:  # entries stored there but not marked are resent, as duplicates
             return self._store_failed("reading or marking entries", exc)
         return None
+
+    def _fit_batch_size(self, stored: int, failure: SyncFailure | None) -> None:
+        """A link too slow to carry a full batch within `timeout` would time out on it forever:
+        after a timeout batches are halved, and they grow back as they go through."""
+        if failure is not None and failure.kind == "timeout" and self._batch_size > 1:
+            self._batch_size = max(1, self._batch_size // 2)
+            log.info(
+                "no answer in time: sending batches of %d entries until they go through",
+                self._batch_size,
+                extra={"event": "batch_size", "entries": self._batch_size},
+            )
+        elif failure is None and stored and self._batch_size < self.batch_limit:
+            self._batch_size = min(self.batch_limit, self._batch_size * 2)
 
     async def _mark_sent(self, ids: list[str]) -> None:
         if ids:
