@@ -7,7 +7,7 @@ window, the entries of its two partial hours and the offending rows, never with 
 stored. Statements aggregate before they join, and the region applies to the resulting rows of
 evidence (a region's filter is a poor guide for a planner); the one-venue forms (unit page)
 read the venue's kiosks' own indexes. What makes that possible is kept at ingest
-(kiosk.collector.storage and migrations 0002, 0004 and, on SQLite, 0005):
+(kiosk.collector.storage and the findings migrations, 0002 and later):
 
 - override_entries, unchecked_entries, log_gap/broken_chain: entries carry `flags` set at ingest
   (or when a late predecessor lets a link be checked); a partial index on `ts` holds only the
@@ -16,10 +16,11 @@ read the venue's kiosks' own indexes. What makes that possible is kept at ingest
   from them are re-judged once per stored batch (SQLite: a statement of the ingest transaction
   on the `(venue_id, subject, ts)` index; PostgreSQL: a statement trigger over the venue's nearby
   allows) and each excess use is recorded in `code_reuse` (indexed by `ts`).
-- thermometer_fault (stuck, implausible): the hourly rollups `kiosk_hours` (exact integer sums
-  of readings in tenths) for the whole hours of the window, the entries of the partial hours at
-  its two ends (a partial index of readings by `ts`); the kiosks that qualify then fetch their
-  first readings and implausible readings on `(kiosk_id, ts)`.
+- thermometer_fault (stuck, implausible): exact integer sums of readings in tenths: for the
+  window's whole hours the difference of two running totals per kiosk (`readings_running`, kept
+  by triggers on the hourly rollups `kiosk_hours`; migrations sqlite 0006 / postgres 0005), for
+  the partial hours at its two ends the entries themselves (an index of readings by `ts`); the
+  kiosks that qualify then fetch their first and implausible readings on `(kiosk_id, ts)`.
 - reported_fault, stale_trust, policy_drift, clock_skew: heartbeats carry `flags` judged at
   arrival against what was then in force; a trigger keeps hourly counts per kiosk and kind
   (`heartbeat_hours`, migration 0004) for the window's whole hours, and a partial index on
