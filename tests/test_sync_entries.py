@@ -259,6 +259,22 @@ async def test_decided_offline_then_the_collector_comes_up(tmp_path: Path) -> No
         assert kit.collector.chain_ok()
 
 
+async def test_a_collector_seen_again_by_another_exchange_ends_the_entries_backoff(
+    tmp_path: Path,
+) -> None:
+    port = unused_port()
+    async with make_sync_kit(tmp_path, start=False, url=f"http://127.0.0.1:{port}") as kit:
+        service = kit.service(retry=RetryPolicy(base_s=30, cap_s=60))
+        async with running(service):
+            await kit.write(5)
+            await until(lambda: service.status.collector == "unreachable")
+            await kit.collector.start(port)
+            await asyncio.sleep(0.3)
+            assert kit.collector.entries == {}  # the entries loop waits out its backoff...
+            assert await service.pull_config() is None  # ...until another exchange gets through
+            await until(lambda: len(kit.collector.entries) == 5, within=3)
+
+
 async def test_an_idle_loop_wakes_for_a_new_entry(kit: SyncKit) -> None:
     service = kit.service()  # sync_interval is 60 s here
     async with running(service):

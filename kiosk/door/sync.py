@@ -179,9 +179,10 @@ class SyncService:
         )
         self.status = SyncStatus()
         self._configs = ConfigApplier(runtime.knowledge, runtime.config, clock=runtime.clock)
-        self._config_failed = self._heartbeat_failed = False
+        self._config_failed = self._heartbeat_failed = self._entries_failed = False
         self._config_wake = asyncio.Event()
         self._heartbeat_wake = asyncio.Event()
+        self._entries_wake = asyncio.Event()
         runtime.status_sources["collector"] = self.status.as_dict
 
     # -- the service ----------------------------------------------------------------------
@@ -204,13 +205,15 @@ class SyncService:
         wake = self._runtime.entry_written
         while True:
             failure = await _guarded("sending entries", self.drain)
+            self._entries_failed = failure is not None
             if failure is None:
                 backoff.reset()
                 # Idle: the next entry wakes us at once; the interval is the safety net.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._settings.sync_interval)
             else:
-                await asyncio.sleep(backoff.next_delay(failure.retry_after))
+                # A heartbeat or pull that gets through ends the wait: the way is open again.
+                await self._wait(self._entries_wake, backoff.next_delay(failure.retry_after))
 
     async def _heartbeat_loop(self) -> None:
         interval = self._settings.heartbeat_interval
@@ -422,6 +425,8 @@ class SyncService:
             self._config_wake.set()
         if self._heartbeat_failed:
             self._heartbeat_wake.set()
+        if self._entries_failed and exchange != "entries":
+            self._entries_wake.set()
 
     def _failed(self, outcome: Refused | Rejected | RetryLater, exchange: str) -> SyncFailure:
         """Why this exchange did not go through; the link state and alerts follow from it."""
