@@ -5,7 +5,8 @@ configuration, as one owned background service of the door process.
   exact canonical JSON the log chained. Marked sent only after a `200`; retried after network
   errors and 5xx with capped exponential backoff and jitter; `400` with an index sets aside that
   one entry and resends the rest; `413` splits the batch; `401`/`403` keep the batch, raise an
-  alert and retry later. A backlog drains without pauses between batches; when the log is empty
+  alert and retry later; after a timeout, smaller batches until they go through (a slow link).
+  A backlog drains without pauses between batches; when the log is empty
   the loop waits for the next entry (`entry_written`) or `sync_interval`. Delivery is
   at-least-once and the collector is idempotent by id, so exactly-once holds at the collector:
   an answer lost on the way back only makes the next attempt count duplicates.
