@@ -119,7 +119,7 @@ def header(
     for unit, _ in doors:
         stories = "; ".join(visitor.story for visitor in unit.visitors)
         lines += textwrap.wrap(
-            f"visitors at {unit.venue_id}, about {unit.visitors_per_second:.0f} a second, in "
+            f"visitors at {unit.venue_id}, {unit.visitors_per_second:g} a second, in "
             f"turn: {stories}",
             width=100,
             subsequent_indent="  ",

@@ -97,11 +97,11 @@ NANGANG = Unit(
         Visitor("red", 36.4, "on", "red code"),
         Visitor("green", 38.3, "on", "green code, fever"),
         Visitor("green", 36.7, "off", "green code, no mask"),
-        Visitor("green", 36.8, "on", "green code"),
         Visitor("unknown", 36.6, "on", "a QR code that is no health code"),
+        Visitor("green", 36.8, "on", "green code"),
         Visitor("green", 36.3, "on", "green code"),
     ),
-    fps=1.0,
+    fps=1.5,
     blank_frames=0,
 )
 

@@ -72,6 +72,7 @@ class VisitorFrames:
         self.frame_count = 1 + len(unit.visitors) * (1 + unit.blank_frames)
         self._blank = b""
         self._rendered: Future[None] | None = None
+        self._closed = False  # set on the event loop, read in the pool's thread
 
     @property
     def round_s(self) -> float:
@@ -105,7 +106,9 @@ class VisitorFrames:
             await asyncio.wrap_future(self._pool.submit(self._render_fresh))
 
     async def close(self) -> None:
-        """Closing time: every code frame becomes an empty one."""
+        """Closing time: every code frame becomes an empty one (a refresh under way stops at its
+        next frame rather than finish a round nobody will see)."""
+        self._closed = True
         await asyncio.wrap_future(self._pool.submit(self._blank_codes))
 
     # -- in the pool's thread ----------------------------------------------------------------
@@ -121,6 +124,8 @@ class VisitorFrames:
     def _render_fresh(self) -> None:
         now = int(time.time())
         for index, kind in self._code_frames.items():
+            if self._closed:
+                return
             if kind in FRESH_KINDS:
                 _write_atomic(
                     self._visitors / f"{index:04d}.jpg", self._code_frame(kind, index, now)
