@@ -12,20 +12,31 @@ from collections.abc import Sequence
 from kiosk import __version__
 from kiosk.errors import KioskError
 
-COMMAND_MODULES = (
-    "keys",
-    "codes",
-    "check",
-    "run",
-    "demo",
-    "config_check",
-    "collector",
-    "admin",
-    "inspect",
-)
+# The word on the command line → the module that registers it. Only that module is imported
+# for a command (the door's modules pull in OpenCV and numpy, which a collector restarting after
+# a crash should not wait for); `kiosk --help` and unknown words import them all.
+COMMAND_MODULES = {
+    "keys": "keys",
+    "codes": "codes",
+    "check": "check",
+    "run": "run",
+    "demo": "demo",
+    "config": "config_check",
+    "collector": "collector",
+    "admin": "admin",
+    "inspect": "inspect",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` when it is a known one (options before it are skipped)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiosk",
         description="Door-side health-code kiosk and the central collector for inspectors.",
@@ -33,15 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for word, name in COMMAND_MODULES.items():
+        if only is not None and word != only:
+            continue
         module = importlib.import_module(f"kiosk.commands.{name}")
         module.register(subcommands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_named_command(words))
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
