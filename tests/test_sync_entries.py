@@ -242,6 +242,21 @@ async def test_a_link_too_slow_for_a_full_batch_gets_smaller_ones(tmp_path: Path
         assert sizes[:3] == [100, 50, 25]
 
 
+async def test_a_408_from_the_collector_halves_the_batch_like_our_own_timeout(
+    kit: SyncKit,
+) -> None:
+    # The collector's body timeout cut off a body that came too slowly: resending the same
+    # batch whole would meet the same fate forever on that link.
+    written = await kit.write(100)
+    kit.collector.script.extend([408, 408])
+    service = kit.service(batch_limit=100)
+    async with running(service):
+        await until(lambda: service.status.sent == 100, within=10)
+    sizes = [body.count(b'"chain"') for body in kit.collector.bodies]
+    assert sizes[:3] == [100, 50, 25]
+    assert kit.collector.order == [e["id"] for e in written]
+
+
 async def test_decided_offline_then_the_collector_comes_up(tmp_path: Path) -> None:
     port = unused_port()
     async with make_sync_kit(tmp_path, start=False, url=f"http://127.0.0.1:{port}") as kit:

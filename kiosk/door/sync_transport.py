@@ -392,7 +392,9 @@ def _other(answer: _Answer, error: str, detail: str) -> Refused | Rejected | Ret
     if status in (401, 403):
         return Refused(status, error, detail)
     if status in (408, 425, 429) or status >= 500:
-        reason = "server_error" if status >= 500 else "busy"
+        # A 408 means our body arrived too slowly for the collector's body timeout: on a slow
+        # link, a timeout like our own, so the batch is halved rather than resent whole forever.
+        reason = "server_error" if status >= 500 else "timeout" if status == 408 else "busy"
         return RetryLater(reason, f"{status} {error}: {detail}", _retry_after(answer.headers))
     if 300 <= status < 400:
         where = answer.headers.get("Location", "?")
