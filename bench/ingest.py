@@ -237,7 +237,7 @@ async def over_http(
         try:
             for batch in (b for b in sizes.batches if b >= 100):
                 run.stages[batch] = await time_stages(
-                    storage, stage_log, batch, sizes.stage_batches
+                    storage, stage_log, batch, sizes.stage_batches, database
                 )
         finally:
             await storage.close()
@@ -413,8 +413,11 @@ def report(runs: list[DatabaseRun], sizes: Sizes, quick: bool, notes: list[str])
         for batch, times in sorted(run.stages.items()):
             cells = [c for c in run.cells if c.batch == batch]
             fewest = min(cells, key=lambda c: c.kiosks) if cells else None
-            # One batch in flight from the fewest kiosks: the time a request takes, per entry.
-            http_us = 1e6 * fewest.kiosks / fewest.rate if fewest is not None else math.nan
+            http_us = (
+                fewest.cpu_us(fewest.collector_cpu_s + fewest.database_cpu_s)
+                if fewest is not None
+                else math.nan
+            )
             stage_rows.append(
                 [
                     run.name,
@@ -426,7 +429,7 @@ def report(runs: list[DatabaseRun], sizes: Sizes, quick: bool, notes: list[str])
                 ]
             )
     stage_table = markdown_table(
-        ["database", "batch", *STAGES, "sum", "over HTTP", "HTTP, auth, hand-offs, waits"],
+        ["database", "batch", *STAGES, "sum", "over HTTP", "HTTP, auth, hand-offs"],
         stage_rows,
     )
     parts = [
@@ -447,14 +450,15 @@ def report(runs: list[DatabaseRun], sizes: Sizes, quick: bool, notes: list[str])
             http_table,
             "## Raw ceiling: the same rows into the same schema, no HTTP, no checks (rows/s)",
             ceiling_table,
-            "## Where the time goes: µs per entry, each stage alone in one thread",
-            "Parse: `bodies.parse_json`; validate: `batch.prepare_batch` (pydantic `Entry`, scope) "
-            "without its canonical JSON; canonical JSON: the RFC 8785 bytes the chain covers; chain: "
-            "SHA-256 of each link; runs & rollups: the rest of `plan_ingest`; database: the rest of "
-            "`ingest_entries` (reads, writes, commit); CPU time of this thread, the database part in "
-            "wall time. Over HTTP: a request's time per entry with the fewest kiosks (one batch in "
-            "flight each); the last column is what the HTTP path adds: aiohttp, the token check, the "
-            "hand-offs to the worker and writer threads, and waiting for a core.",
+            "## Where the time goes: CPU µs per entry, each stage alone in one thread",
+            "Parse: `bodies.parse_json`; validate: `batch.prepare_batch` (pydantic `Entry`, "
+            "scope) without its canonical JSON; canonical JSON: the RFC 8785 bytes the chain "
+            "covers; chain: SHA-256 of each link; runs & rollups: the rest of `plan_ingest`; "
+            "database: the rest of `ingest_entries` (reads, writes, commit). All CPU time: this "
+            "thread's, and for the database part this process's (SQLite's writer thread) and the "
+            "PostgreSQL server processes'. Over HTTP: the CPU time per entry of the collector "
+            "process (and PostgreSQL's) with the fewest kiosks; the last column is what the HTTP "
+            "path adds: aiohttp, the token check, the hand-offs between threads.",
             stage_table,
         ]
     )

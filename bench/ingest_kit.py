@@ -419,7 +419,9 @@ class StageTimes:
         return sum(self.seconds.values()) / max(1, self.entries) * 1e6
 
 
-async def time_stages(storage: Any, log: KioskLog, batch: int, batches: int) -> StageTimes:
+async def time_stages(
+    storage: Any, log: KioskLog, batch: int, batches: int, database: Database
+) -> StageTimes:
     """Each step a `POST /api/v1/entries` takes, called one by one in this process on the same
     kind of batches: parse (bodies.parse_json), validate (batch.prepare_batch without its
     canonical JSON), canonical JSON (the RFC 8785 bytes of each entry), chain (SHA-256 of each
@@ -429,11 +431,24 @@ async def time_stages(storage: Any, log: KioskLog, batch: int, batches: int) -> 
     from kiosk.collector.bodies import parse_json
     from kiosk.collector.storage import plan as planning
 
-    # The stages in this thread are timed in CPU time (other work on the machine does not count);
-    # the database stage in wall time (its work is on the writer thread or in PostgreSQL).
-    clock, wall = time.thread_time, time.perf_counter
+    # CPU time throughout, so that other work on the machine does not count: this thread's for
+    # the stages it runs; for the database stage, this whole process's (SQLite's writer thread)
+    # and the PostgreSQL server processes' of this database.
+    clock = time.thread_time
+    backends = postgres_backends(database)
+
+    def wall() -> float:
+        return time.process_time() + sum(pid_cpu_seconds(pid) for pid in backends)
+
     times = StageTimes()
     seconds = times.seconds
+    # One batch first, untimed: partitions, caches, the first use of every code path.
+    warm = batch_body(log.entries(batch))
+    await storage.ingest_entries(
+        prepare_batch(
+            parse_json(warm), kiosk_id=log.kiosk_id, venue_id=log.venue_id, received_at=time.time()
+        )
+    )
     held = planning.Run(log.log_id, 1, log.seq, log.chain) if log.seq else None
     for _ in range(batches):
         body = batch_body(log.entries(batch))
