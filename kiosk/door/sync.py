@@ -210,8 +210,7 @@ class SyncService:
             if failure is None:
                 backoff.reset()
                 # Idle: the next entry wakes us at once; the interval is the safety net.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._settings.sync_interval)
+                await _until_set(wake, self._settings.sync_interval)
             else:
                 # A heartbeat or pull that gets through ends the wait: the way is open again.
                 await self._wait(self._entries_wake, backoff.next_delay(failure.retry_after))
@@ -246,8 +245,7 @@ class SyncService:
     @staticmethod
     async def _wait(wake: asyncio.Event, seconds: float) -> None:
         wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
+        await _until_set(wake, seconds)
 
     # -- entries --------------------------------------------------------------------------
 
@@ -494,6 +492,15 @@ class SyncService:
             extra={"event": "sync_store_error", "reason": exc.reason},
         )
         return SyncFailure("store", f"{doing}: {exc.reason}")
+
+
+async def _until_set(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event`, at most `seconds`. Not `asyncio.wait_for`: on Python 3.11 it swallows a
+    cancellation that comes as the event is set, and the door, stopping just after writing an
+    entry (which sets `entry_written`), then waited for this loop forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
 
 
 async def run_sync(runtime: SyncRuntime) -> None:
