@@ -246,6 +246,13 @@ def reference_facts(
         if spec.chain == "broken"
         for label, _ts, _t in _entry_series(spec)
     }
+    # The collector judges a link when it holds the predecessor (seq 1 follows the genesis).
+    held = {
+        (body["log_id"], body["seq"])
+        for step in expanded.steps
+        if step.kind == "entries" and step.at <= scenario.now
+        for body in step.body["entries"]
+    }
     entries, heartbeats = [], []
     for step in expanded.steps:
         if step.at > scenario.now:
@@ -266,7 +273,8 @@ def reference_facts(
                         temperature_c=body["temperature_c"],
                         mask=body["mask"],
                         override=body["override"] is not None,
-                        chain_broken=expanded.label_of[body["id"]] in broken,
+                        chain_broken=expanded.label_of[body["id"]] in broken
+                        and (body["seq"] == 1 or (body["log_id"], body["seq"] - 1) in held),
                     )
                 )
         elif step.kind == "heartbeat":
