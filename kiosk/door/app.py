@@ -49,6 +49,9 @@ from kiosk.wire import format_rfc3339
 log = logging.getLogger(__name__)
 
 ENTRY_LOG_NAME = "entries.db"
+# From this share of the log's bound held by entries the collector does not have yet, the
+# attendant's view warns: the door stops admitting when the bound is reached.
+STORAGE_NEARLY_FULL = 0.8
 TICK_SECONDS = 1.0  # conditions, watchdog and file checks; decisions never wait on it
 RELOAD_EVERY = 10.0  # how often a standalone kiosk looks at its list files
 
@@ -137,11 +140,14 @@ class DoorApp:
         notifier: Notifier | None = None,
         retention_first_after: float = FIRST_RUN_AFTER,
         camera: FrameSource | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`camera` replaces the one the configuration describes (tests' in-memory frames);
-        everything else is built from `config`."""
+        `clock` is the wall clock decisions, trust age and heartbeats are read from (tests
+        simulate hours with it); everything else is built from `config`."""
         self.config = config
         self._camera = camera
+        self._clock = clock
         self._services = default_services(config) if services is None else services
         self._decision_lines = decision_lines
         self._observers = list(observers or [])
@@ -226,6 +232,7 @@ class DoorApp:
             screen=hub,
             tracker=tracker,
             knowledge=holder.current,
+            clock=self._clock,
             clock_offset_ms=offset.get,
             on_visit_opened=visit_opened,
             on_store_health=store_health,
@@ -255,6 +262,7 @@ class DoorApp:
             knowledge=holder,
             clock_offset=offset,
             sensor_states=sensor_states,
+            clock=self._clock,
         )
         engine.add_observer(lambda _event: runtime.entry_written.set())
         return DoorParts(
@@ -385,7 +393,7 @@ class DoorApp:
         conditions = parts.conditions
         knowledge = parts.knowledge.current()
         conditions.venue_closed = knowledge.venue_closed
-        conditions.trust_fresh = knowledge.trust_fresh(time.time())
+        conditions.trust_fresh = knowledge.trust_fresh(self._clock())
         for device in (parts.camera, parts.thermometer):
             name = "camera" if device is parts.camera else "thermometer"
             faulty = device.state == "fault"
@@ -412,8 +420,10 @@ class DoorApp:
                 "entries": stats.entries,
                 "storage_used_ratio": stats.storage_used_ratio,
             }
+            warnings = storage_warnings(stats.storage_used_ratio)
         except StoreError as exc:
             log_status = {"error": exc.reason}
+            warnings = []
         knowledge = parts.knowledge.current()
         return {
             "kiosk_id": self.config.kiosk.id,
@@ -426,14 +436,30 @@ class DoorApp:
             },
             "policy_version": knowledge.policy.version,
             "knowledge_source": knowledge.source,
-            "trust_age_s": knowledge.trust_age_s(time.time()),
+            "trust_age_s": knowledge.trust_age_s(self._clock()),
             "conditions": parts.conditions.summary(),
             "decisions": parts.engine.decisions,
             "not_recorded": parts.engine.not_recorded,
             "visits_opened": parts.engine.visits_opened,
             "open_visits": parts.engine.open_visits,
+            "warnings": warnings,
             **{name: source() for name, source in parts.runtime.status_sources.items()},
         }
+
+
+def storage_warnings(used_ratio: float) -> list[dict[str, str]]:
+    """The attendant's warnings about the entry log's bound (zh first, as on the door)."""
+    if used_ratio < STORAGE_NEARLY_FULL:
+        return []
+    percent = f"{used_ratio:.0%}"
+    return [
+        {
+            "code": "storage_nearly_full",
+            "zh": f"本地存储将满（{percent}）：数据未能上传，满后将无法放行",
+            "en": f"Storage nearly full ({percent} of the local log holds entries not yet sent "
+            "to the collector): when it is full, nobody can be admitted",
+        }
+    ]
 
 
 async def _open_entry_log(config: KioskConfig) -> EntryLog:

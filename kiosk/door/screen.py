@@ -570,7 +570,9 @@ async def get_decisions(request: web.Request) -> web.Response:
     _check_host(request, local)
     _check_device_token(request, local)
     _check_attendant(request, local)
-    return web.json_response({"decisions": local.hub.recent_decisions()})
+    # The door's warnings ride along: the attendant's page shows them above the decisions.
+    warnings = (await local.status()).get("warnings", []) if local.status is not None else []
+    return web.json_response({"decisions": local.hub.recent_decisions(), "warnings": warnings})
 
 
 def build_local_app(

@@ -9,6 +9,11 @@ Every failure surfaces as a `StoreError` with a short `reason`; `append` raises 
 `NotRecorded`, and the door then lets nobody in. A failed append consumes no `seq`: the head
 (last seq and chain) moves only after a commit, and is re-read from disk after any failure.
 
+The log holds at most `max_entries`. At the bound the oldest entries the collector already holds
+make room; entries only this log has are never dropped: the door then says "not recorded"
+(`storage_full`). `storage_used_ratio` counts those entries (unsent and set aside) against the
+bound, so the heartbeat and the attendant's view warn while there is still time.
+
 A database found corrupt at open is never deleted: the file and its -wal/-shm are renamed to
 `<name>.corrupt-<UTC time>` (the pair keeps working together for a human to salvage), a warning
 is logged, and a fresh log with a new `log_id` starts, so the door keeps working and the
@@ -55,6 +60,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _ID_CHUNK = 500  # ids per statement, well under SQLite's bound-variable limit
+_ROOM_BATCH = 500  # sent entries deleted at a time when the bound is reached
 
 # `entries.seq` is the entry's seq in the current log; the entries of a log retired because the
 # database lost its tail keep their place in the order below 1 (each body keeps its own seq).
@@ -445,11 +451,11 @@ class EntryLog:
         """Give the draft an id, the next seq and its chain, commit it, return the wire entry."""
         async with self._lock:
             db = self._conn(NotRecorded)
-            if self._entries >= self.max_entries:
+            if self._entries >= self.max_entries and not await self._make_room(db):
                 raise NotRecorded(
                     "storage_full",
-                    f"{self._entries} entries held, the bound is {self.max_entries}; "
-                    "send or purge before more can be written",
+                    f"{self._entries} entries held, none of them at the collector yet; the "
+                    f"bound is {self.max_entries}: send or purge before more can be written",
                 )
             seq = self._last_seq + 1
             entry: dict[str, Any] = {
@@ -595,7 +601,9 @@ class EntryLog:
             backlog=backlog,
             set_aside=set_aside,
             entries=self._entries,
-            storage_used_ratio=min(1.0, self._entries / self.max_entries),
+            # What fills the bound for good: entries the collector does not hold (sent ones
+            # make room when the bound is reached).
+            storage_used_ratio=min(1.0, (backlog + set_aside) / self.max_entries),
         )
 
     # -- internals ------------------------------------------------------------------------
@@ -620,6 +628,23 @@ class EntryLog:
             except (OSError, sqlite3.Error) as exc:
                 await self._recover(db)
                 raise StoreError(error_reason(exc, self.path), str(exc)) from exc
+
+    async def _make_room(self, db: aiosqlite.Connection) -> int:
+        """At the bound, the oldest entries the collector already holds go first (1% of the
+        bound at a time): the bound is for entries only this log has. Returns how many went."""
+        batch = max(1, min(_ROOM_BATCH, self.max_entries // 100))
+        try:
+            cursor = await db.execute(
+                "DELETE FROM entries WHERE seq IN "
+                "(SELECT seq FROM entries WHERE sent = 1 ORDER BY seq LIMIT ?)",
+                (batch,),
+            )
+            deleted = cursor.rowcount
+            await cursor.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise NotRecorded(error_reason(exc, self.path), str(exc)) from exc
+        self._entries -= deleted
+        return deleted
 
     async def _recover(self, db: aiosqlite.Connection) -> None:
         """After a failed write: end the transaction and take the head from disk again, so the

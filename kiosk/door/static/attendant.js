@@ -6,6 +6,7 @@
   const result = document.getElementById("mask-result");
   const rows = document.getElementById("decisions");
   const problem = document.getElementById("decisions-error");
+  const warnings = document.getElementById("warnings");
 
   async function post(path, body, extra) {
     const response = await fetch(path, {
@@ -50,6 +51,14 @@
       return;
     }
     problem.hidden = true;
+    // The door's own warnings (storage nearly full, ...), zh first as on the door.
+    warnings.replaceChildren(...(answer.warnings || []).map((w) => {
+      const li = document.createElement("li");
+      li.dataset.code = w.code;
+      li.textContent = `${w.zh} · ${w.en}`;
+      return li;
+    }));
+    warnings.hidden = warnings.children.length === 0;
     rows.replaceChildren(...answer.decisions.map((d) => {
       const tr = document.createElement("tr");
       tr.className = d.decision;
