@@ -190,6 +190,16 @@ class DoorApp:
                     entry_log.recovered_from,
                     extra={"event": "log_recovered"},
                 )
+            lost = entry_log.lost_tail
+            if lost is not None:
+                log.error(
+                    "the entry log lost its tail (seq %d to %d of log %s); new log %s started",
+                    lost.kept_seq + 1,
+                    lost.written_seq,
+                    lost.old_log_id,
+                    entry_log.log_id,
+                    extra={"event": "log_tail_lost", "old_log_id": lost.old_log_id},
+                )
             decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiosk-decode")
             stack.callback(decode_pool.shutdown, wait=True, cancel_futures=True)
 
