@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from faults.collector import VENUE, RunningCollector, collector_running
 from faults.proxy import FaultProxy, pass_all, random_plan
 from faults.report import report
@@ -128,7 +129,7 @@ async def held(collector: RunningCollector) -> list[tuple[str, str, int, str]]:
     return [(str(a), str(b), int(c), str(d)) for a, b, c, d in rows]
 
 
-async def faulty_network(folder: Path, entries: int, seed: int) -> None:
+async def faulty_network(folder: Path, entries: int, seed: int, name: str) -> None:
     per_phase = entries // 3
     async with (
         collector_running(folder / "collector", (KIOSK,)) as collector,
@@ -174,7 +175,7 @@ async def faulty_network(folder: Path, entries: int, seed: int) -> None:
     assert status.duplicates >= 1  # ... so the next try counted them as duplicates
     assert backlog_offline > 0
     report(
-        "network-proxy",
+        name,
         f"{len(ids)} entries synced through {len(proxy.exchanges)} exchanges with faults "
         f"{dict(sorted(counts.items()))} and {refused_for:.1f} s refused: the collector holds "
         f"each exactly once ({status.duplicates} resent as duplicates); backlog drained "
@@ -192,7 +193,13 @@ async def faulty_network(folder: Path, entries: int, seed: int) -> None:
 async def test_sync_through_a_faulty_network_delivers_each_entry_exactly_once(
     tmp_path: Path,
 ) -> None:
-    await faulty_network(tmp_path, entries=5000 if SOAK else 300, seed=20220305)
+    await faulty_network(tmp_path, entries=300, seed=20220305, name="network-proxy")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SOAK, reason="the long run is for make soak (KIOSK_SOAK=1)")
+async def test_sync_through_a_faulty_network_5000_entries(tmp_path: Path) -> None:
+    await faulty_network(tmp_path, entries=5000, seed=11, name="network-proxy-soak")
 
 
 async def test_a_sync_service_cancelled_as_an_entry_is_written_stops(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import shutil
 import signal
 import sqlite3
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from faults.disk import integrity, snapshot, tear_wal
 from faults.report import report
 from test_door_kill import busy_door
 
+from kiosk.demo.kit import to_toml
 from kiosk.door.store import (
     EntryDraft,
     EntryLog,
@@ -181,12 +183,15 @@ async def check_copy(
     return entries
 
 
-async def reopen_torn(copy: Path, rng: random.Random) -> tuple[int, int, bool]:
-    """Tear the copy's -wal at a random byte, then open it as the door would: returns (seq the
-    torn copy ends at, seq the mark says was written, whether a new log started)."""
+def tear(copy: Path, rng: random.Random) -> None:
+    """Cut the copy's -wal at a random byte."""
     wal = copy.with_name(copy.name + "-wal")
-    wal_size = wal.stat().st_size if wal.exists() else 0
-    tear_wal(copy, rng.randrange(0, wal_size + 1))
+    tear_wal(copy, rng.randrange(0, (wal.stat().st_size if wal.exists() else 0) + 1))
+
+
+async def reopen_torn(copy: Path) -> tuple[int, int, bool]:
+    """Open a torn copy as the door would: returns (seq the torn copy ends at, seq the mark
+    says was written, whether a new log started)."""
     assert integrity(copy) == ["ok"]
     with sqlite3.connect(copy) as db:
         # Torn before the first checkpoint, the database file may not even hold the schema yet.
@@ -239,20 +244,55 @@ def cut_power(
     return copies, shown_at_cut, final
 
 
+def restart_after_lost_tail(folder: Path, state: Path) -> None:
+    """`kiosk run` on a state folder whose log lost its tail: it says so and decides on under a
+    new log_id; what was left of the old log stays first, untouched."""
+    before = stored_entries(state / "entries.db")
+    settings = tomllib.loads((folder / "kiosk.toml").read_text())
+    settings["kiosk"]["state_dir"] = str(state)
+    config = folder / "restart.toml"
+    config.write_text(to_toml(settings))
+    door = DoorProcess(config, verbose=False)
+    try:
+        lost = door.wait_for("log_tail_lost")
+        door.wait_for("decision")
+        assert door.stop() == 0
+    finally:
+        door.ensure_gone()
+    assert lost["old_log_id"] == before[0]["log_id"]
+    new_ids = {line["entry_id"] for line in door.decisions()}
+    with sqlite3.connect(state / "entries.db") as db:
+        rows = [json.loads(body) for (body,) in db.execute("SELECT body FROM entries ORDER BY seq")]
+    db.close()
+    assert [e["id"] for e in rows[: len(before)]] == [e["id"] for e in before]
+    fresh = rows[len(before) :]
+    assert {e["id"] for e in fresh} == new_ids
+    assert_chain(fresh)  # seq 1.. under the new log_id, chained from genesis
+    assert fresh[0]["log_id"] != before[0]["log_id"]
+
+
 async def power_cuts(folder: Path, cuts: int, seed: int) -> None:
     rng = random.Random(seed)
     copies, shown_at_cut, final = await asyncio.to_thread(cut_power, folder, cuts, rng)
     compared = lost_tails = 0
+    restart_on: Path | None = None
     for copy, shown in zip(copies, shown_at_cut, strict=True):
         # Before anything opens it: closing the last connection checkpoints the -wal away.
         torn = copy.parent.with_name(copy.parent.name + "-torn") / copy.name
         shutil.copytree(copy.parent, torn.parent)
         compared += len(await check_copy(copy, final, shown))
-        _kept, _written, lost = await reopen_torn(torn, rng)
+        tear(torn, rng)
+        untouched = torn.parent.with_name(torn.parent.name + "-door")
+        shutil.copytree(torn.parent, untouched)
+        _kept, _written, lost = await reopen_torn(torn)
         lost_tails += lost
-    assert lost_tails > 0 or cuts < 4, "no torn copy lost its tail: the tear is too gentle"
+        if lost and restart_on is None and len(rows(torn)) > 2:
+            restart_on = untouched  # a torn copy that still holds part of its log
+    assert lost_tails > 0, "no torn copy lost its tail: the tear is too gentle"
+    if restart_on is not None:
+        await asyncio.to_thread(restart_after_lost_tail, folder, restart_on)
     report(
-        "power-cut",
+        "power-cut" if cuts < 100 else "power-cut-soak",
         f"{cuts} power cuts of a deciding kiosk run: every copy opened, integrity ok, a prefix "
         f"of the log; {lost_tails} torn copies lost their tail and started a new log_id",
         cuts=cuts,
@@ -261,6 +301,7 @@ async def power_cuts(folder: Path, cuts: int, seed: int) -> None:
         torn_copies=cuts,
         torn_copies_new_log=lost_tails,
         final_log_entries=len(final),
+        door_restarted_on_a_torn_copy=restart_on is not None,
         shown_decisions=sum(len(shown) for shown in shown_at_cut),
     )
 
