@@ -1,8 +1,9 @@
 """Retention: entries older than `retention_days` leave the local log, a small batch at a time.
 
 With a collector configured only entries it has accepted (marked sent) may go; unsent ones stay
-however old, and when the log's size bound is reached the door says "not recorded" rather than
-drop anything (kiosk.door.store). A standalone kiosk has no one to send to, so age alone decides.
+however old. At the log's size bound the oldest sent entries make room; with none left, the door
+says "not recorded" rather than drop an unsent one (kiosk.door.store). A standalone kiosk has no
+one to send to, so age alone decides.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from kiosk.door.store import HEAD_MARK_SUFFIX
@@ -187,9 +186,3 @@ def _mount(*args: str) -> None:
 
 def _mount_command(command: str, *args: str) -> None:
     subprocess.run([command, *args], check=True, capture_output=True, timeout=30)
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size_kib: int) -> Iterator[SmallDisk]:
-    with SmallDisk(path, size_kib) as disk:
-        yield disk
