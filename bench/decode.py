@@ -482,12 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=None,
         help="most calls per image and decoder, the fastest kept, while they take < 30 ms "
-        "in all (default 5; 2 with --quick)",
+        "in all (default 20; 2 with --quick)",
     )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    max_calls = args.calls or (2 if args.quick else 5)
+    max_calls = args.calls or (2 if args.quick else 20)
     data = SHARED / "data"
     notes: list[str] = []
     categories: list[Category] = []

@@ -16,19 +16,19 @@ cores, single-threaded; times vary with the machine's load, which the report sta
    misses, and costs under 1 ms on a 1280×720 frame without a code.
 3. pyzbar (the fallback), only when zxing-cpp read nothing: it reads a few photos zxing-cpp
    cannot (pathological and noncompliant codes; 69% → 75% of the photos with steps 2 and 3).
-   It costs 10–35 ms on an empty 640×480 to 1280×720 frame on a quiet machine and 80–250 ms at
-   1920×1080, so it reads whole frames only up to 800×600; on larger frames it reads crops
-   around the symbols zxing-cpp found but could not decode (a few ms each). On the public sets
-   the bound loses no read, and an empty 1280×720 frame costs the zxing-cpp passes' 2 ms instead
-   of 30–100 ms. zbar reads light-on-dark codes only from the negative, so pyzbar also runs on
-   the negative (measured apart: it read the one dark-mode certificate in a 640×480 frame that
-   both zxing-cpp passes missed).
+   It costs 10–45 ms on an empty 640×480 to 1280×720 frame and 100–180 ms at 1920×1080, so it
+   reads whole frames only up to 800×600; on larger frames it reads crops around the symbols
+   zxing-cpp found but could not decode (a few ms each). On the public sets the bound loses no
+   read, and an empty 1280×720 frame costs the zxing-cpp passes' 1.5 ms instead of about 90 ms.
+   zbar reads light-on-dark codes only from the negative, so pyzbar also runs on the negative
+   (measured apart: it read the one dark-mode certificate in a 640×480 frame that both
+   zxing-cpp passes missed).
 4. OpenCV's QRCodeDetector is off: it adds one BoofCV photo to the chain's reads while costing
-   150–300 ms (median) on every 1280×720 frame without a code here, and seconds on some photos
-   (its multi-code search took 100 s on one); it cannot be interrupted, so it cannot be
+   well over 100 ms (median) on every 1280×720 frame without a code here, and seconds on some
+   photos (its multi-code search took 100 s on one); it cannot be interrupted, so it cannot be
    time-boxed. `ChainSettings(opencv_max_pixels=...)` turns it on below a frame size.
 
-Grayscale conversion happens once per frame (0.4 ms at 1280×720); nothing is upscaled. Every
+Grayscale conversion happens once per frame (0.3 ms at 1280×720); nothing is upscaled. Every
 decoder call is guarded: a library that raises on a frame (OpenCV on some ECI codes, zxing-cpp's
 binding on text that is not UTF-8) costs that step, is counted in `stats`, and the next step
 runs. The door may skip the fallback on most frames of a stream (`fallback=False`).
