@@ -185,8 +185,12 @@ class DoorEngine:
         while not self._stopping:
             deadline = self._tracker.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._monotonic())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that comes as the wake is set, and a door whose tasks are being cancelled (one of
+            # them failed) then waited for this loop for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.decide_due()
