@@ -590,7 +590,7 @@ async def main_async(args: argparse.Namespace) -> int:
         else:
             path = write_report("ingest", text, args.results)
             chart(runs, sizes, args.results / "ingest.png")
-        progress(f"wrote {path} and {args.results / 'ingest.png'}")
+        progress(f"wrote {path}")
     return 0
 
 
