@@ -152,7 +152,11 @@ class FaultProxy:
                     _reset(up_out)
                     _reset(client_out)
                     return
-                await self._send(up_out, data, slow=fault == "slow")
+                if not await self._forward_unless_gone(client_in, up_out, data, fault == "slow"):
+                    # The kiosk went away (killed) while its request was on the way: the rest
+                    # of it never comes, the collector gets a cut request and a reset.
+                    _reset(up_out)
+                    return
                 answer = await _read_message(up_in, request=False)
                 if answer is None:
                     _reset(client_out)
@@ -181,6 +185,28 @@ class FaultProxy:
                     self._open.discard(writer)
                     writer.close()
             self._tasks.discard(task)
+
+    async def _forward_unless_gone(
+        self,
+        client_in: asyncio.StreamReader,
+        up_out: asyncio.StreamWriter,
+        data: bytes,
+        slow: bool,
+    ) -> bool:
+        """Send the request on; False when the kiosk's connection ended first. The kiosk sends
+        nothing while it waits for an answer (no pipelining), so anything read means it left."""
+        gone = asyncio.ensure_future(client_in.read(1))
+        sending = asyncio.ensure_future(self._send(up_out, data, slow=slow))
+        try:
+            await asyncio.wait({gone, sending}, return_when=asyncio.FIRST_COMPLETED)
+            if sending.done():
+                sending.result()
+                return True
+            return False
+        finally:
+            for task in (gone, sending):
+                task.cancel()
+            await asyncio.gather(gone, sending, return_exceptions=True)
 
     async def _send(self, out: asyncio.StreamWriter, data: bytes, *, slow: bool) -> None:
         if not slow:
