@@ -6,15 +6,47 @@ only reads the file once at start-up and turns validation failures into readable
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from kiosk.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION_HINT = (
+    'write a duration such as "500ms", "10s", "90m", "24h", "7d" or a number of seconds'
+)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a duration string ("500ms", "10s", "90m", "24h", "7d") or a number."""
+    # bool is an int subclass; `pairing_window = true` is a mistake, not one second.
+    if isinstance(value, bool):
+        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise PydanticCustomError("duration", "must be a finite, non-negative duration")
+    return seconds
+
+
+# A config field in seconds that also takes "10s", "15m", "24h"; both wings' schemas use it.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -7,15 +7,12 @@ The database URL may hold a password; it is never printed (`DatabaseUrl.display`
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -25,32 +22,8 @@ from pydantic import (
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from kiosk import config as config_loading
+from kiosk.config import Duration
 from kiosk.findings import SILENT_AFTER_S
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_DURATION_HINT = 'write a duration such as "500ms", "10s", "15m", "24h" or a number of seconds'
-
-
-def _duration(value: object) -> float:
-    # bool is an int subclass; `silent_after = true` is a mistake, not one second.
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise PydanticCustomError("duration", "must be a finite, non-negative duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class _Section(BaseModel):

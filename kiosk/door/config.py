@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from kiosk import config as config_loading
+from kiosk.config import Duration
 from kiosk.wire import ID_PATTERN
 
 VenueType = Literal["general", "mall", "hospital", "elderly_care", "transport_hub"]
@@ -43,32 +44,6 @@ VENUE_TYPES: tuple[VenueType, ...] = (
     "transport_hub",
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_DURATION_HINT = (
-    'write a duration such as "500ms", "10s", "90m", "24h", "7d" or a number of seconds'
-)
-
-
-def _parse_duration(value: object) -> float:
-    """Seconds from a duration string or number. Private until kiosk/durations.py exists."""
-    # bool is an int subclass; `pairing_window = true` is a mistake, not one second.
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise PydanticCustomError("duration", "not a duration; " + _DURATION_HINT)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise PydanticCustomError("duration", "must be a finite, non-negative duration")
-    return seconds
-
-
 def _expand_path(value: object) -> object:
     # Variables left unset stay literal; `kiosk config check` then says which one is missing.
     if isinstance(value, str):
@@ -78,7 +53,6 @@ def _expand_path(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_parse_duration)]
 ConfigPath = Annotated[Path, BeforeValidator(_expand_path)]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, . _ : -")]
 
