@@ -21,29 +21,16 @@ from pathlib import Path
 
 import cv2
 from door_process import DoorProcess, assert_chain, kiosk_command, stored_entries
+from faults.entries import NO_CODE_DENY
 from faults.report import report
 from test_door_kill import busy_door
 
 from kiosk.demo.frames import camera_frame
 from kiosk.demo.kit import KIOSK_ID, VENUE_ID, make_kit, to_toml
 from kiosk.door.knowledge import CACHE_NAME
-from kiosk.door.store import EntryDraft, EntryLog
+from kiosk.door.store import EntryLog
 
-DRAFT = EntryDraft(
-    ts=1_646_500_000.0,
-    code_format="none",
-    code_verdict="none",
-    code_status=None,
-    subject=None,
-    subject_key_version=None,
-    temperature_c=36.6,
-    mask="on",
-    decision="deny",
-    reasons=("no_code",),
-    override=None,
-    policy_version="default-1",
-    clock_offset_ms=None,
-)
+DRAFT = NO_CODE_DENY
 
 
 async def written_log(database: Path, count: int) -> str:

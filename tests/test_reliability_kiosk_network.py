@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 from faults.collector import VENUE, RunningCollector, collector_running
+from faults.entries import NO_CODE_DENY
 from faults.proxy import FaultProxy, pass_all, random_plan
 from faults.report import report
 
 from kiosk.door.app import ClockOffset, DoorRuntime
 from kiosk.door.config import KioskConfig
 from kiosk.door.knowledge import KnowledgeHolder, stale_knowledge
-from kiosk.door.store import EntryDraft, EntryLog
+from kiosk.door.store import EntryLog
 from kiosk.door.sync import RetryPolicy, SyncService
 
 SOAK = bool(os.environ.get("KIOSK_SOAK"))
@@ -39,21 +40,7 @@ FAULTY = {
     "lost_answer": 0.18,
     "slow": 0.14,
 }
-DRAFT = EntryDraft(
-    ts=0.0,
-    code_format="none",
-    code_verdict="none",
-    code_status=None,
-    subject=None,
-    subject_key_version=None,
-    temperature_c=36.6,
-    mask="on",
-    decision="deny",
-    reasons=("no_code",),
-    override=None,
-    policy_version="default-1",
-    clock_offset_ms=None,
-)
+DRAFT = NO_CODE_DENY
 
 
 def kiosk_config(folder: Path, proxy: FaultProxy, token_file: Path) -> KioskConfig:

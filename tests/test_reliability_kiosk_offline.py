@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from browser import ARTIFACTS, CHROMIUM, chromium_page
 from faults.collector import VENUE, RunningCollector, collector_running
+from faults.entries import NO_CODE_DENY
 from faults.proxy import FaultProxy
 from faults.report import report
 from test_door_app import MemoryCamera
@@ -34,7 +35,7 @@ from kiosk.door.config import KioskConfig, LocalApiSection
 from kiosk.door.engine import DecisionEvent
 from kiosk.door.knowledge import save_cached_doc
 from kiosk.door.screen import ScreenHub, build_local_app
-from kiosk.door.store import EntryDraft, EntryLog, NotRecorded
+from kiosk.door.store import EntryLog, NotRecorded
 from kiosk.door.sync import RetryPolicy, SyncService
 from kiosk.model import Mask
 
@@ -228,21 +229,7 @@ async def test_hours_without_the_collector_warn_before_the_bound_and_recover(
 async def test_at_the_bound_sent_entries_make_room_and_unsent_ones_never_go(
     tmp_path: Path,
 ) -> None:
-    draft = EntryDraft(
-        ts=1_646_500_000.0,
-        code_format="none",
-        code_verdict="none",
-        code_status=None,
-        subject=None,
-        subject_key_version=None,
-        temperature_c=36.6,
-        mask="on",
-        decision="deny",
-        reasons=("no_code",),
-        override=None,
-        policy_version="default-1",
-        clock_offset_ms=None,
-    )
+    draft = NO_CODE_DENY
     log = await EntryLog.open(tmp_path / "entries.db", kiosk_id="k", venue_id="v", max_entries=5)
     entries = [await log.append(replace(draft, ts=draft.ts + i)) for i in range(5)]
     assert (await log.stats()).storage_used_ratio == 1.0
