@@ -5,8 +5,9 @@
 set -euo pipefail
 want="$1"
 case "$want" in
-  zbar)     present() { ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; }; pkgs="libzbar0" ;;
-  chromium) present() { command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; }
+# grep reads to the end (no -q): with pipefail, a writer cut off by SIGPIPE would read as absent.
+  zbar)     present() { ldconfig -p 2>/dev/null | grep 'libzbar\.so\.0' >/dev/null; }; pkgs="libzbar0" ;;
+  chromium) present() { command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep . >/dev/null; }
             pkgs="chromium fonts-wqy-zenhei fontconfig" ;;
   *) echo "system-deps.sh: unknown dependency '$want'" >&2; exit 2 ;;
 esac
