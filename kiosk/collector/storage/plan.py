@@ -172,7 +172,7 @@ def split_new(
     for row in rows:
         owner = held.get(row.id)
         if owner is not None and owner != row.kiosk_id:
-            raise ForeignEntryId(row.index, row.id)
+            raise ForeignEntryId(row.position, row.id)
         if owner is not None or row.id in seen:
             duplicates += 1
             continue
@@ -249,7 +249,7 @@ def _plan_log(
     neighbours: Mapping[tuple[str, int], HeldEntry],
 ) -> None:
     first_of_seq: dict[int, EntryRow] = {}
-    for row in sorted(rows, key=lambda r: (r.seq, r.index)):
+    for row in sorted(rows, key=lambda r: (r.seq, r.position)):
         first_of_seq.setdefault(row.seq, row)
     low, high = min(first_of_seq), max(first_of_seq)
     held = _held_test(runs, low, high)
