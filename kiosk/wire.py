@@ -119,6 +119,20 @@ def chain_link(previous_chain: str, entry: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def chained_body(previous_chain: str, entry: Mapping[str, Any]) -> tuple[str, bytes]:
+    """The `chain` of `entry` (which has none yet) and the RFC 8785 form of the entry with it.
+
+    One canonical form serves both: `chain` sorts before every other member of an entry, so
+    the chained form is the unchained one with that member put in front."""
+    if "chain" in entry or not entry or min(entry) < "chain":
+        raise ValueError("chained_body takes an entry without its chain member")
+    unchained = canonical_json(entry)
+    digest = hashlib.sha256(previous_chain.encode("ascii"))
+    digest.update(unchained)
+    chain = digest.hexdigest()
+    return chain, b'{"chain":"' + chain.encode("ascii") + b'",' + unchained[1:]
+
+
 class Override(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

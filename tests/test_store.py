@@ -243,6 +243,27 @@ async def test_purging_every_entry_keeps_the_chain_going(tmp_path: Path) -> None
     assert entry["chain"] == chain_link(last["chain"], entry)
 
 
+async def test_a_log_written_before_the_head_trigger_keeps_its_head(tmp_path: Path) -> None:
+    """Logs of earlier versions moved the head with their own UPDATE and have no trigger: the
+    first append adds it, and the head then survives a purge of every entry and a reopen."""
+    path = tmp_path / "entries.db"
+    log = await open_log(path)
+    await log.append(draft())
+    await log.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER entries_head")
+    db.close()
+    log = await open_log(path)
+    last = await log.append(draft(1))
+    await log.purge(older_than=T0 + 2, only_sent=False)
+    await log.close()
+    log = await open_log(path)
+    entry = await log.append(draft(3))
+    await log.close()
+    assert (last["seq"], entry["seq"]) == (2, 3)
+    assert entry["chain"] == chain_link(last["chain"], entry)
+
+
 async def test_close_is_idempotent_and_a_closed_log_records_nothing(tmp_path: Path) -> None:
     log = await open_log(tmp_path / "entries.db")
     await log.close()
