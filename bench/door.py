@@ -4,6 +4,8 @@ on the screen's event stream.
     python bench/door.py            # 1280×720 and 640×480, 60 s of replay each (about 3 min)
     python bench/door.py --quick    # 640×480, 6 s: proves the benchmark still works
 
+Then the entry log's write rate, one entry per committed transaction (bench/log_write.py).
+
 What runs is what runs at a door: `kiosk run` as its own process, its camera an image folder
 (JPEG, as a USB camera's MJPEG stream delivers them) replayed at 30 fps, the simulated
 thermometer and mask detector answering each visit at once, the entry log committed to SQLite
@@ -45,6 +47,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import log_write
 from bench.common import (
     RESULTS,
     command_line,
@@ -572,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="frame sizes, e.g. 1280x720,640x480 (default both; quick: 640x480)",
     )
+    parser.add_argument(
+        "--log-writes", type=int, default=5_000, help="entries for the entry log's write rate"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where .md and .png go")
     parser.add_argument(
         "--py-spy",
@@ -591,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-door-") as workdir:
         for scenario in scenarios:
             results.append(run_scenario(scenario, Path(workdir), args.py_spy))
-    text = report(results, args.quick)
+        writes = log_write.measure(Path(workdir), 300 if args.quick else args.log_writes)
+    text = report(results, args.quick) + "\n\n" + log_write.section(writes)
     print(text)
     if not args.quick or args.results != RESULTS:  # a quick run never replaces the figures
         path = write_report("door", text, args.results)
