@@ -4,6 +4,7 @@ runs and links, region scope by whole segments, ETag matching, database URLs."""
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import pytest
@@ -16,9 +17,16 @@ from kiosk.collector.batch import BatchRejected, prepare_batch
 from kiosk.collector.canonical import CanonicalizationError, canonical_bytes, entry_bytes
 from kiosk.collector.config import parse_database_url, redact_url
 from kiosk.collector.kiosk_config import etag_matches
-from kiosk.collector.storage.base import LINK_BROKEN, LINK_OK, LINK_UNVERIFIED
+from kiosk.collector.storage.base import (
+    ENTRY_COLUMNS,
+    LINK_BROKEN,
+    LINK_OK,
+    LINK_UNVERIFIED,
+    EntryRow,
+)
 from kiosk.collector.storage.plan import Run, neighbour_keys, plan_ingest, run_ranges
 from kiosk.collector.tokens import looks_like_token, new_token, region_covers, region_problem
+from kiosk.wire import GENESIS_CHAIN
 
 json_values = st.recursive(
     st.none()
@@ -261,3 +269,16 @@ def test_inspector_scope_is_checked_by_whole_segments() -> None:
         assert caught.value.status == 403
     gate.require_region(request, Principal("root", "admin"), "anything/at/all")
     assert metrics.auth_failures.labels("scope")._value.get() == 3
+
+
+def test_a_row_gives_the_stored_columns_in_order_and_survives_a_worker() -> None:
+    """stored_values follows ENTRY_COLUMNS, which both storages' INSERT and COPY name; a row
+    pickled back from a batch-decoding worker is the same EntryRow."""
+    (row,) = rows(LogWriter("k-a", "v-a").entries(1))
+    received, flags, link = 5.5, 3, LINK_OK
+    stored = dict(zip(ENTRY_COLUMNS, row.stored_values(received, flags, link), strict=True))
+    expected = row._asdict() | {"received_at": received, "flags": flags, "link": link}
+    assert stored == {column: expected[column] for column in ENTRY_COLUMNS}
+    back = pickle.loads(pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(back) is EntryRow and back == row
+    assert row.checked_previous == GENESIS_CHAIN  # seq 1 follows the genesis chain

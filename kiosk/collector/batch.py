@@ -15,8 +15,8 @@ from pydantic_core import ErrorDetails
 
 from kiosk.collector.canonical import CanonicalizationError, entry_bytes
 from kiosk.collector.storage.base import EntryRow, PreparedBatch
-from kiosk.collector.storage.plan import entry_flags
-from kiosk.wire import MAX_BATCH_ENTRIES, Entry, parse_rfc3339
+from kiosk.collector.storage.plan import chain_follows, entry_flags
+from kiosk.wire import GENESIS_CHAIN, MAX_BATCH_ENTRIES, Entry, parse_rfc3339
 
 
 class BatchRejected(Exception):
@@ -82,6 +82,12 @@ def prepare_batch(
             f"{len(raw_entries)} entries; a batch holds at most {MAX_BATCH_ENTRIES}: split it",
         )
     entries = _validated(raw_entries, kiosk_id, venue_id)
+    # Each link is checked here, off the writer, against its predecessor in the batch (the
+    # first entry of seq - 1 of its log) or the genesis chain; the writer checks it again only
+    # where the stored history gives it another predecessor.
+    first_chain: dict[tuple[str, int], str] = {}
+    for entry in entries:
+        first_chain.setdefault((entry.log_id.lower(), entry.seq), entry.chain)
     rows: list[EntryRow] = []
     for index, (entry, raw) in enumerate(zip(entries, raw_entries, strict=True)):
         try:
@@ -93,13 +99,20 @@ def prepare_batch(
             ) from None
         has_override = entry.override is not None
         temperature = entry.temperature_c
+        log_id = entry.log_id.lower()
+        text = body.decode("utf-8")
+        previous = (
+            GENESIS_CHAIN if entry.seq == 1 else first_chain.get((log_id, entry.seq - 1))
+        )
+        if previous is not None and not chain_follows(previous, text, entry.chain):
+            previous = None
         rows.append(
             EntryRow(
                 index,
                 entry.id.lower(),
                 entry.kiosk_id,
                 entry.venue_id,
-                entry.log_id.lower(),
+                log_id,
                 entry.seq,
                 parse_rfc3339(entry.ts),
                 entry.decision,
@@ -120,7 +133,8 @@ def prepare_batch(
                 entry.policy_version,
                 tuple(entry.reasons),
                 entry.chain,
-                body.decode("utf-8"),
+                text,
+                previous,
             )
         )
     return PreparedBatch(kiosk_id, venue_id, received_at, rows)

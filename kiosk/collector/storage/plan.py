@@ -274,7 +274,7 @@ def _plan_log(
         previous = chain_at(row.seq - 1)
         if previous is None:
             link = LINK_UNVERIFIED
-        elif chain_follows(previous, row.body, row.chain):
+        elif previous == row.checked_previous or chain_follows(previous, row.body, row.chain):
             link = LINK_OK
         else:
             link = LINK_BROKEN

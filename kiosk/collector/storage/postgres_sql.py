@@ -12,6 +12,7 @@ from typing import Any
 
 from kiosk.collector.storage import plan as planning
 from kiosk.collector.storage.base import (
+    ENTRY_COLUMNS,
     Actor,
     ConfigSnapshot,
     HeartbeatRecord,
@@ -45,11 +46,6 @@ async def bump_config_generation(conn: Conn) -> None:
     )
 
 
-_ENTRY_COLUMNS = (
-    "id", "ts", "kiosk_id", "venue_id", "log_id", "seq", "received_at", "decision",
-    "has_override", "flags", "subject", "temperature_c", "mask", "code_format", "code_verdict",
-    "code_status", "policy_version", "link", "chain", "body",
-)
 
 _HOUR_COLUMNS = planning.HOUR_COLUMNS
 _HOUR_TYPES = ["int"] * 10 + ["bigint", "bigint", "int"]
@@ -152,16 +148,8 @@ async def write_plan(conn: Conn, batch: PreparedBatch, plan: planning.IngestPlan
     received = batch.received_at
     await conn.copy_records_to_table(
         "entries",
-        columns=_ENTRY_COLUMNS,
-        records=[
-            (
-                r.id, r.ts, r.kiosk_id, r.venue_id, r.log_id, r.seq, received, r.decision,
-                r.has_override, n.flags, r.subject, r.temperature_c, r.mask, r.code_format,
-                r.code_verdict, r.code_status, r.policy_version, n.link, r.chain, r.body,
-            )
-            for n in plan.new
-            for r in (n.row,)
-        ],
+        columns=ENTRY_COLUMNS,
+        records=[n.row.stored_values(received, n.flags, n.link) for n in plan.new],
     )
     if plan.relinks:
         await conn.execute(

@@ -14,6 +14,7 @@ from typing import Any
 
 from kiosk.collector.storage import plan as planning
 from kiosk.collector.storage.base import (
+    ENTRY_COLUMNS,
     Actor,
     AlreadyExists,
     ConfigSnapshot,
@@ -63,12 +64,10 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-_INSERT_ENTRY = """
-INSERT INTO entries (id, kiosk_id, venue_id, log_id, seq, ts, received_at, decision,
-    has_override, flags, subject, temperature_c, mask, code_format, code_verdict, code_status,
-    policy_version, link, chain, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+_INSERT_ENTRY = (
+    f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ENTRY_COLUMNS)})"
+)
 
 _UPSERT_LOG = """
 INSERT INTO logs (log_id, kiosk_id, venue_id, first_received_at, last_received_at, max_seq,
@@ -162,17 +161,7 @@ def ingest(conn: sqlite3.Connection, batch: PreparedBatch) -> IngestResult:
     # New rows get row ids above the highest one (one writer, appended in this transaction).
     (last_row,) = conn.execute("SELECT coalesce(max(row_id), 0) FROM entries").fetchone()
     conn.executemany(
-        _INSERT_ENTRY,
-        [
-            (
-                r.id, r.kiosk_id, r.venue_id, r.log_id, r.seq, r.ts, received, r.decision,
-                int(r.has_override), n.flags, r.subject, r.temperature_c, r.mask,
-                r.code_format, r.code_verdict, r.code_status, r.policy_version, n.link,
-                r.chain, r.body,
-            )
-            for n in plan.new
-            for r in (n.row,)
-        ],
+        _INSERT_ENTRY, [n.row.stored_values(received, n.flags, n.link) for n in plan.new]
     )
     if any(n.row.decision == "allow" and n.row.subject is not None for n in plan.new):
         conn.execute(_CODE_REUSE, (last_row,))
