@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from kiosk.collector.canonical import CanonicalizationError, entry_bytes
 from kiosk.collector.storage.base import EntryRow, PreparedBatch
-from kiosk.collector.storage.plan import chain_follows, entry_flags
+from kiosk.collector.storage.plan import chain_follows, entry_flags, rollups
 from kiosk.wire import GENESIS_CHAIN, MAX_BATCH_ENTRIES, Entry, parse_rfc3339
 
 
@@ -137,4 +137,4 @@ def prepare_batch(
                 previous,
             )
         )
-    return PreparedBatch(kiosk_id, venue_id, received_at, rows)
+    return PreparedBatch(kiosk_id, venue_id, received_at, rows, rollups(rows))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.collector.storage.plan import Rollups
 
 Role = Literal["kiosk", "inspector", "admin"]
 ROLES: tuple[Role, ...] = ("kiosk", "inspector", "admin")
@@ -152,12 +155,14 @@ ENTRY_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
-    """A whole batch, validated, every entry the token's own. Duplicates are not yet known."""
+    """A whole batch, validated, every entry the token's own. Duplicates are not yet known.
+    `rollups`: `plan.rollups(rows)`, worked out off the writer (None: the writer does it)."""
 
     kiosk_id: str
     venue_id: str
     received_at: float
     rows: Sequence[EntryRow]
+    rollups: Rollups | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,14 @@ HOUR_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Rollups:
+    """The `kiosk_hours` additions and the per-hour reason counts of some rows."""
+
+    hours: list[HourDelta]
+    reasons: list[tuple[str, int, str, str, int]]
+
+
 @dataclass(slots=True)
 class IngestPlan:
     new: list[NewEntry] = field(default_factory=list)
@@ -219,16 +227,19 @@ def plan_ingest(
     rows: Sequence[EntryRow],
     runs: Mapping[str, Sequence[Run]],
     neighbours: Mapping[tuple[str, int], HeldEntry],
+    rows_rollups: Rollups | None = None,
 ) -> IngestPlan:
     """Everything the new `rows` change. `runs` holds, per log, the held runs that overlap or
-    touch `run_ranges(rows)`; `neighbours` the entries `neighbour_keys` asked for."""
+    touch `run_ranges(rows)`; `neighbours` the entries `neighbour_keys` asked for;
+    `rows_rollups`, when known, `rollups(rows)` (worked out where the batch was prepared)."""
     plan = IngestPlan()
     by_log: dict[str, list[EntryRow]] = defaultdict(list)
     for row in rows:
         by_log[row.log_id].append(row)
     for log_id in sorted(by_log):
         _plan_log(plan, log_id, by_log[log_id], list(runs.get(log_id, ())), neighbours)
-    _plan_rollups(plan, rows)
+    done = rows_rollups if rows_rollups is not None else rollups(rows)
+    plan.hours, plan.reasons = done.hours, done.reasons
     return plan
 
 
@@ -347,7 +358,8 @@ def hour_of(ts: float) -> int:
     return math.floor(ts / HOUR_S) * HOUR_S
 
 
-def _plan_rollups(plan: IngestPlan, rows: Sequence[EntryRow]) -> None:
+def rollups(rows: Sequence[EntryRow]) -> Rollups:
+    """What `rows` add to the hourly rollups: a function of the rows alone."""
     hours: dict[tuple[str, int], HourDelta] = {}
     reasons: dict[tuple[str, int, str, str], int] = defaultdict(int)
     plausible_low = round(PLAUSIBLE_MIN_C * 10)
@@ -387,5 +399,7 @@ def _plan_rollups(plan: IngestPlan, rows: Sequence[EntryRow]) -> None:
                 delta.implausible += 1
         for reason in row.reasons:
             reasons[(row.kiosk_id, hour, row.decision, reason)] += 1
-    plan.hours = [hours[key] for key in sorted(hours)]
-    plan.reasons = [(*key, count) for key, count in sorted(reasons.items())]
+    return Rollups(
+        [hours[key] for key in sorted(hours)],
+        [(*key, count) for key, count in sorted(reasons.items())],
+    )
