@@ -7,6 +7,7 @@ compare.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -86,6 +87,27 @@ def command_line() -> str:
     except ValueError:
         shown = str(script)
     return " ".join(["python", shown, *map(shlex.quote, sys.argv[1:])])
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now alive (Linux /proc)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                pending += [int(child) for child in children.read_text().split()]
+    return found
 
 
 def percentile(values: Sequence[float], share: float) -> float:

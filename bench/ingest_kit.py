@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import progress
-from kiosk.collector.canonical import canonical_bytes
+from bench.common import pid_cpu_seconds, process_tree, progress
+from kiosk.collector.canonical import canonical_bytes, entry_bytes
 from kiosk.collector.storage.base import Actor, Venue
 from kiosk.collector.storage.plan import LINK_OK, entry_flags
 from kiosk.collector.tokens import new_token, token_hash
@@ -239,8 +239,8 @@ class Collector:
                 raise RuntimeError("kiosk collector did not start: " + "".join(self.lines)[-1500:])
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time of the collector and of its live child processes (its batch decoders)."""
+        return sum(pid_cpu_seconds(pid) for pid in process_tree(self.process.pid))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -401,7 +401,10 @@ async def pg_ceiling_writer(pool: Any, batches: Sequence[Sequence[dict[str, Any]
 
 # --- where the time goes -----------------------------------------------------------------------
 
-STAGES = ("parse", "validate", "canonical JSON", "chain", "runs & rollups", "database")
+# In the batch decoders, then on the database writer (the collector's main process).
+DECODER_STAGES = ("parse", "validate", "canonical JSON", "chain", "rollups")
+WRITER_STAGES = ("runs", "database")
+STAGES = DECODER_STAGES + WRITER_STAGES
 
 
 @dataclass
@@ -423,10 +426,12 @@ async def time_stages(
     storage: Any, log: KioskLog, batch: int, batches: int, database: Database
 ) -> StageTimes:
     """Each step a `POST /api/v1/entries` takes, called one by one in this process on the same
-    kind of batches: parse (bodies.parse_json), validate (batch.prepare_batch without its
-    canonical JSON), canonical JSON (the RFC 8785 bytes of each entry), chain (SHA-256 of each
-    link), runs & rollups (the rest of storage.plan.plan_ingest) and database (the rest of
-    storage.ingest_entries: reads, writes and the commit)."""
+    kind of batches. Where the collector's batch decoders run them: parse
+    (bodies.parse_json), validate (batch.prepare_batch less the three below), canonical JSON
+    (the RFC 8785 bytes of each entry), chain (SHA-256 of each link) and rollups (the hourly
+    counts, storage.plan.rollups). On the database writer: runs (storage.plan.plan_ingest with
+    the links and rollups already known) and database (the rest of storage.ingest_entries:
+    reads, writes and the commit)."""
     from kiosk.collector.batch import prepare_batch
     from kiosk.collector.bodies import parse_json
     from kiosk.collector.storage import plan as planning
@@ -460,27 +465,30 @@ async def time_stages(
         )
         t2 = clock()
         for raw in document["entries"]:
-            canonical_bytes({key: value for key, value in raw.items() if key != "chain"})
+            entry_bytes(raw)
         t3 = clock()
-        runs = {log.log_id: [held]} if held is not None else {}
-        plan = planning.plan_ingest(prepared.rows, runs, {})
-        t4 = clock()
         previous = held.last_chain if held is not None else GENESIS_CHAIN
         for row in prepared.rows:
             planning.chain_follows(previous, row.body, row.chain)
             previous = row.chain
+        t4 = clock()
+        planning.rollups(prepared.rows)
         t5 = clock()
-        w5 = wall()
-        await storage.ingest_entries(prepared)
+        runs = {log.log_id: [held]} if held is not None else {}
+        plan = planning.plan_ingest(prepared.rows, runs, {}, prepared.rollups)
+        t6 = clock()
         w6 = wall()
+        await storage.ingest_entries(prepared)
+        w7 = wall()
         if plan.broken_links or plan.unverified_links:
             raise RuntimeError("the bench's own chain did not verify")
         seconds["parse"] += t1 - t0
         seconds["canonical JSON"] += t3 - t2
-        seconds["validate"] += (t2 - t1) - (t3 - t2)
-        seconds["chain"] += t5 - t4
-        seconds["runs & rollups"] += max(0.0, (t4 - t3) - (t5 - t4))
-        seconds["database"] += max(0.0, (w6 - w5) - (t4 - t3))
+        seconds["chain"] += t4 - t3
+        seconds["rollups"] += t5 - t4
+        seconds["validate"] += max(0.0, (t2 - t1) - (t5 - t2))
+        seconds["runs"] += t6 - t5
+        seconds["database"] += max(0.0, (w7 - w6) - (t6 - t5))
         times.entries += len(prepared.rows)
         held = planning.Run(log.log_id, 1, log.seq, log.chain)
     return times
@@ -575,14 +583,6 @@ async def fill_entries(
 
 
 # --- CPU time ------------------------------------------------------------------------------------
-
-
-def pid_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_backends(database: Database) -> set[int]:

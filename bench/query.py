@@ -515,8 +515,9 @@ async def main_async(args: argparse.Namespace) -> int:
         progress("no KIOSK_TEST_PG_URL: SQLite only")
         databases = ["sqlite"]
     results: list[Measured] = []
-    for database in databases:
-        for venues in args.venues:
+    # City by city, each on every database, so a long run stopped early compares both.
+    for venues in args.venues:
+        for database in databases:
 
             async def job(
                 url: str, venues: int = venues, database: str = database

@@ -46,6 +46,8 @@ from bench.common import (
     command_line,
     machine_lines,
     markdown_table,
+    pid_cpu_seconds,
+    process_tree,
     progress,
     write_report,
 )
@@ -209,12 +211,8 @@ class Collector:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc), NaN where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process and its live descendants (the collector's batch decoders)."""
+    return sum(pid_cpu_seconds(each) for each in process_tree(pid))
 
 
 @dataclass
@@ -291,7 +289,7 @@ class Run:
     held: tuple[int, int, int] = (0, 0, 0)
     samples: list[tuple[float, int]] = field(default_factory=list)  # (s since listening, sent)
     kiosk_cpu_s: float = math.nan  # CPU time of this process (the kiosk's sync) while draining
-    collector_cpu_s: float = math.nan  # CPU time of the collector process while draining
+    collector_cpu_s: float = math.nan  # the collector and its workers, while draining
 
     @property
     def drain_s(self) -> float:
