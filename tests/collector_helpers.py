@@ -6,7 +6,8 @@ tests/conftest.py's `pytest_plugins`, so the findings, sync and dashboard tests 
 - `storage`: the storage for `database_url`, opened at `T0` and closed after the test.
 - `collector`: a real collector app on 127.0.0.1 with a fake clock, provisioned with two venues
   in two districts, a kiosk at each, an inspector of each district and an admin
-  (`Provisioned` holds their tokens).
+  (`Provisioned` holds their tokens); `start_collector` starts one for a configuration of a
+  test's own.
 - `LogWriter`: builds chained entries the way a kiosk's log does.
 """
 
@@ -272,15 +273,21 @@ class Collector:
     config: CollectorConfig
 
 
-@pytest.fixture
-async def collector(database_url: str, aiohttp_client: Any) -> AsyncIterator[Collector]:
+async def start_collector(config: CollectorConfig, aiohttp_client: Any) -> Collector:
+    """A real collector app for `config` on 127.0.0.1 with a fake clock, provisioned; closed by
+    `client.close()` or at the end of the test (aiohttp_client's fixture)."""
     clock = FakeClock()
-    config = CollectorConfig.model_validate({"database": {"url": database_url}})
     app = build_app(config, clock=clock)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(**server_settings(config))  # TestServer(**kwargs) drops them
     client = await aiohttp_client(server)
     storage = app[STORAGE_KEY]
     provisioned = await provision(storage, clock.now)
-    yield Collector(client, clock, storage, provisioned, config)
+    return Collector(client, clock, storage, provisioned, config)
+
+
+@pytest.fixture
+async def collector(database_url: str, aiohttp_client: Any) -> AsyncIterator[Collector]:
+    config = CollectorConfig.model_validate({"database": {"url": database_url}})
+    yield await start_collector(config, aiohttp_client)
 

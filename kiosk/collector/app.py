@@ -1,7 +1,8 @@
 """The collector application: `build_app(config)` and `run(config)`.
 
-State lives under the typed keys of kiosk.collector.keys. The storage and the maintenance task
-are owned by cleanup contexts: opened before the app serves, closed after it stops.
+State lives under the typed keys of kiosk.collector.keys. The storage, the batch decoder's worker
+processes and the maintenance task are owned by cleanup contexts: opened before the app serves,
+closed after it stops.
 `web.run_app` owns the signals, so SIGTERM from systemd is a graceful stop: requests in flight
 get `server.shutdown_timeout` (at most 9 s), then the storage closes.
 """
@@ -20,12 +21,14 @@ from aiohttp import web
 
 from kiosk.collector import api_admin, api_kiosk, api_ops, dashboard, inspectors
 from kiosk.collector.auth import AuthGate
+from kiosk.collector.batch_decoder import BatchDecoder, default_processes
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.errors import error_middleware
 from kiosk.collector.keys import (
     AUTH_KEY,
     CLOCK_KEY,
     CONFIG_KEY,
+    DECODER_KEY,
     KIOSK_CONFIG_KEY,
     METRICS_KEY,
     OPERATIONS_KEY,
@@ -72,6 +75,16 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         await storage.close()
 
 
+async def _decoder_context(app: web.Application) -> AsyncIterator[None]:
+    processes = app[CONFIG_KEY].server.decode_processes
+    decoder = BatchDecoder(default_processes() if processes is None else processes)
+    app[DECODER_KEY] = decoder
+    try:
+        yield
+    finally:
+        await decoder.close()
+
+
 async def _maintain(app: web.Application) -> None:
     storage = app[STORAGE_KEY]
     while True:
@@ -101,6 +114,7 @@ def build_app(
     app[METRICS_KEY] = Metrics()
     app[OPERATIONS_KEY] = []
     app.cleanup_ctx.append(_storage_context)
+    app.cleanup_ctx.append(_decoder_context)
     app.cleanup_ctx.append(_maintenance_context)
     add_operations(
         app,

@@ -53,6 +53,16 @@ class ServerSection(_Section):
         description="on SIGTERM, requests in flight get this long (the stop takes under 10 s)",
     )
 
+    decode_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description=(
+            "worker processes that parse and check large entry batches (0: a thread of the "
+            "collector process); unset: one per core beyond the first, at most 4"
+        ),
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerSection:
         if (self.tls_cert is None) != (self.tls_key is None):

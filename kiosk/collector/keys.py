@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from kiosk.collector.auth import AuthGate
+from kiosk.collector.batch_decoder import BatchDecoder
 from kiosk.collector.config import CollectorConfig
 from kiosk.collector.kiosk_config import KioskConfigService
 from kiosk.collector.metrics import Metrics
@@ -18,6 +19,7 @@ CLOCK_KEY: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 METRICS_KEY = web.AppKey("metrics", Metrics)
 STORAGE_KEY = web.AppKey("storage", Storage)
 AUTH_KEY = web.AppKey("auth", AuthGate)
+DECODER_KEY = web.AppKey("batch_decoder", BatchDecoder)
 KIOSK_CONFIG_KEY = web.AppKey("kiosk_config", KioskConfigService)
 # Every routed operation with its OpenAPI description; modules adding routes append theirs.
 OPERATIONS_KEY = web.AppKey("operations", list[Operation])
