@@ -29,8 +29,10 @@ Tables (columns in the migration files):
   `policy_version`, `link` (ok / broken / unverified), `chain`, and `body`: the RFC 8785 JSON
   of the entry without `chain`, exactly the bytes the chain hashes (`StoredEntry.entry()`
   rebuilds what the kiosk sent). Indexes: `(kiosk_id, ts)`, `(log_id, seq)`,
-  `entries_allowed_subject (venue_id, subject, ts) WHERE decision = 'allow' AND subject IS NOT
-  NULL` for code_reuse, and `entries_flagged (kiosk_id, ts) WHERE flags <> 0` for the evidence
+  for code_reuse the allows (`WHERE decision = 'allow' AND subject IS NOT NULL`) by
+  `(venue_id, subject, ts)` on PostgreSQL and by `(venue_id, CAST(ts / 600 AS INTEGER), subject,
+  ts)` on SQLite (migration 0007: a bucket of time first keeps its inserts together), and
+  `entries_flagged (kiosk_id, ts) WHERE flags <> 0` for the evidence
   of overrides, unchecked allows and broken links. PostgreSQL: partitioned by day of `ts`,
   primary key `(id, ts)`, plus `entry_ids(id, kiosk_id, ts)` keyed by id alone (partitions.py).
 - `logs(log_id, kiosk_id, venue_id, first_received_at, last_received_at, max_seq, held, runs)`
