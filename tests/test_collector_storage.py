@@ -37,6 +37,7 @@ from kiosk.collector.storage.base import (
     StorageError,
     Venue,
 )
+from kiosk.collector.storage.sqlite import SqliteStorage
 from kiosk.collector.tokens import new_token, token_hash
 from kiosk.wire import chain_link
 
@@ -310,3 +311,28 @@ async def test_any_time_is_accepted_however_far_off(storage: Storage) -> None:
     assert [e.seq for e in held] == [1, 3, 2]
     assert held[1].ts == pytest.approx(1646471200.123457)
     assert {e.link for e in held} == {LINK_OK}
+
+
+async def test_sqlite_wal_stays_bounded_under_writes_without_a_pause(tmp_path: Path) -> None:
+    """Checkpoints run beside the writer; a WAL is only restarted after one copied all of it,
+    which writes that never pause would never allow. Past its bound the writer checkpoints the
+    WAL away itself, so a flood of batches (a city's kiosks catching up) cannot fill the disk."""
+    limit = 256  # frames: 1 MiB of 4 KiB pages
+    storage = await SqliteStorage.open(tmp_path / "c.db", now=T0, wal_limit_frames=limit)
+    try:
+        await storage.write(lambda conn: conn.execute("CREATE TABLE filler (data BLOB)"))
+        largest = 0
+        for _ in range(400):  # 400 transactions of 40 KiB: 16 MiB written in all
+            await storage.write(
+                lambda conn: conn.executemany(
+                    "INSERT INTO filler (data) VALUES (?)", [(bytes(4096),)] * 10
+                )
+            )
+            largest = max(largest, (tmp_path / "c.db-wal").stat().st_size)
+        rows = await storage.read(
+            lambda conn: conn.execute("SELECT count(*) FROM filler").fetchone()
+        )
+    finally:
+        await storage.close()
+    assert rows == (4000,)
+    assert largest <= 4 * limit * 4096, f"the WAL grew to {largest:,} bytes"

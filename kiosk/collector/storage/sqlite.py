@@ -6,9 +6,13 @@ One writer connection on its own thread runs every write as a plain function `fn
 so token look-ups and reads never wait behind a batch. (aiosqlite runs a connection on a thread
 the same way, but offers no public way to run a whole function there; a one-thread executor does.)
 
-The writer never checkpoints the WAL itself (`wal_autocheckpoint=0`): after each write a third
-connection on a third thread does (PASSIVE, so it never blocks the writer), because copying the
-WAL back into the database inside a COMMIT made the writer, ingest's bottleneck, a quarter slower.
+The writer does not checkpoint the WAL inside its commits (`wal_autocheckpoint=0`): after each
+write a third connection on a third thread does (PASSIVE, so it never blocks the writer), because
+copying the WAL back into the database inside a COMMIT made the writer, ingest's bottleneck, a
+quarter slower. A WAL is only restarted from its start after a checkpoint has copied all of it,
+which writes that never pause (a city's kiosks catching up) would never let happen: the WAL would
+grow until the disk is full. So once a checkpoint finds more than `wal_limit_frames` in it, the
+writer's next write first checkpoints it away itself (TRUNCATE), waiting for readers to move on.
 
 `synchronous=FULL`: once `ingest_entries` returns, the batch survives a power cut, as the spec's
 "committed before 200" asks. Several collector processes on one SQLite file are not the design:
@@ -51,6 +55,7 @@ from kiosk.collector.storage.rows import stored_heartbeat as _stored_heartbeat
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 10.0
+WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +137,20 @@ def _read_transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite
     return run
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
+def _checkpoint(conn: sqlite3.Connection) -> int:
+    """A PASSIVE checkpoint; the frames the WAL holds (0 where that is unknown)."""
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     except sqlite3.Error as exc:  # the next one will try again; the WAL only grows meanwhile
         log.warning("SQLite WAL checkpoint failed: %s", exc)
+        return 0
+    return max(0, int(row[1]))
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if row[0]:  # readers held it past the busy timeout: the next write tries again
+        log.warning("SQLite WAL over its bound and still busy after %.0f s", BUSY_TIMEOUT_S)
 
 
 def _prepare_folder(path: Path) -> bool:
@@ -153,19 +167,23 @@ class SqliteStorage:
 
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wal_limit_frames: int = WAL_LIMIT_FRAMES) -> None:
         self.path = path
         self._writer = _Thread(path, "collector-sqlite-writer")
         self._reader = _Thread(path, "collector-sqlite-reader")
         self._checkpointer = _Thread(path, "collector-sqlite-checkpoint")
-        self._checkpoint: Future[None] | None = None
+        self._checkpoint: Future[int] | None = None
+        self._wal_limit_frames = wal_limit_frames
+        self._wal_frames = 0  # as the last checkpoint found it
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, *, now: float) -> SqliteStorage:
+    async def open(
+        cls, path: Path, *, now: float, wal_limit_frames: int = WAL_LIMIT_FRAMES
+    ) -> SqliteStorage:
         """Open (creating the file, its folder and the schema when missing) and migrate."""
         fresh = await asyncio.to_thread(_prepare_folder, path)
-        storage = cls(path)
+        storage = cls(path, wal_limit_frames)
         try:
             await storage._writer.open(
                 (
@@ -190,6 +208,9 @@ class SqliteStorage:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer connection inside one IMMEDIATE transaction."""
+        if self._wal_frames > self._wal_limit_frames:
+            self._wal_frames = 0
+            await self._writer.run(_truncate_wal)
         try:
             return await self._writer.run(_transaction(fn))
         finally:
@@ -200,6 +221,12 @@ class SqliteStorage:
         if self._closed or (self._checkpoint is not None and not self._checkpoint.done()):
             return
         self._checkpoint = self._checkpointer.submit(_checkpoint)
+        self._checkpoint.add_done_callback(self._note_wal_size)
+
+    def _note_wal_size(self, done: Future[int]) -> None:
+        # On the checkpoint's thread; one int assigned, read by the next write.
+        if not done.cancelled() and done.exception() is None:
+            self._wal_frames = done.result()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the reader connection inside one read transaction (a snapshot)."""
