@@ -211,11 +211,13 @@ async def over_http(
         try:
             logs = await provision(storage, max(sizes.kiosks), now)
             stage_log = (await provision(storage, 1, now, prefix="stages"))[0]
+            warm_log = (await provision(storage, 1, now, prefix="warm"))[0]
         finally:
             await storage.close()
         collector = Collector(database, workdir)
         try:
             collector.wait_listening()
+            await asyncio.to_thread(collector.warm_decoders, warm_log, max(sizes.batches))
             for batch in sizes.batches:
                 for kiosks in sizes.kiosks:
                     progress(f"[{run.name}] {kiosks} kiosk(s), batches of {batch} ...")

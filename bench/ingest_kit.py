@@ -238,6 +238,30 @@ class Collector:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("kiosk collector did not start: " + "".join(self.lines)[-1500:])
 
+    def warm_decoders(self, log: KioskLog, batch: int, timeout: float = 60.0) -> None:
+        """Post one batch of `batch` entries of `log` (a kiosk the bench uses for nothing else),
+        which starts the batch-decoding workers, and wait until they are ready: a collector
+        that has been running is past that, and the first timed cell should be too."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        headers = {"Authorization": f"Bearer {log.token}", "Content-Type": "application/json"}
+        try:
+            connection.request("POST", "/api/v1/entries", batch_body(log.entries(batch)), headers)
+            response = connection.getresponse()
+            answer = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"warm-up batch refused: {response.status} {answer[:300]!r}")
+        started = time.monotonic()
+        while not any("decoding worker(s) ready" in line for line in self.lines):
+            waited = time.monotonic() - started
+            starting = any("starting" in line and "decoding" in line for line in self.lines)
+            if waited > 5 and not starting:
+                return  # no pool started (decode_processes = 0, or a small body): no wait
+            if self.process.poll() is not None or waited > timeout:
+                raise RuntimeError("batch decoders not ready: " + "".join(self.lines)[-1500:])
+            time.sleep(0.1)
+
     def cpu_seconds(self) -> float:
         """CPU time of the collector and of its live child processes (its batch decoders)."""
         return sum(pid_cpu_seconds(pid) for pid in process_tree(self.process.pid))

@@ -126,6 +126,7 @@ class BatchDecoder:
             self._warming = asyncio.gather(
                 *(loop.run_in_executor(self._pool, _ready) for _ in range(self._processes))
             )
+            self._warming.add_done_callback(self._warmed)
             log.info("starting %d batch decoding worker(s)", self._processes)
             return None
         warming = self._warming
@@ -135,6 +136,10 @@ class BatchDecoder:
             self._discard(self._pool)
             return None
         return self._pool
+
+    def _warmed(self, warming: asyncio.Future[list[bool]]) -> None:
+        if not warming.cancelled() and warming.exception() is None:
+            log.info("%d batch decoding worker(s) ready", self._processes)
 
     def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
         if self._pool is pool:
