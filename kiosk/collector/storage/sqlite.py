@@ -11,8 +11,11 @@ write a third connection on a third thread does (PASSIVE, so it never blocks the
 copying the WAL back into the database inside a COMMIT made the writer, ingest's bottleneck, a
 quarter slower. A WAL is only restarted from its start after a checkpoint has copied all of it,
 which writes that never pause (a city's kiosks catching up) would never let happen: the WAL would
-grow until the disk is full. So once a checkpoint finds more than `wal_limit_frames` in it, the
-writer's next write first checkpoints it away itself (TRUNCATE), waiting for readers to move on.
+grow until the disk is full. So when a checkpoint finds more than `wal_limit_frames` in it, the
+writer thread, before its next transaction, waits for any checkpoint under way and empties the
+WAL itself (TRUNCATE); writes queued meanwhile wait their turn. (Running that TRUNCATE from the
+checkpoint thread let the writer go on appending while it ran, and running it from the writer
+without waiting met the background checkpoint's lock and failed at once, every time.)
 
 `synchronous=FULL`: once `ingest_entries` returns, the batch survives a power cut, as the spec's
 "committed before 200" asks. Several collector processes on one SQLite file are not the design:
@@ -26,7 +29,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -147,12 +150,6 @@ def _checkpoint(conn: sqlite3.Connection) -> int:
     return max(0, int(row[1]))
 
 
-def _truncate_wal(conn: sqlite3.Connection) -> None:
-    row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if row[0]:  # readers held it past the busy timeout: the next write tries again
-        log.warning("SQLite WAL over its bound and still busy after %.0f s", BUSY_TIMEOUT_S)
-
-
 def _prepare_folder(path: Path) -> bool:
     """Create the database's folder when missing; whether the database file is new."""
     try:
@@ -208,13 +205,26 @@ class SqliteStorage:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer connection inside one IMMEDIATE transaction."""
-        if self._wal_frames > self._wal_limit_frames:
-            self._wal_frames = 0
-            await self._writer.run(_truncate_wal)
         try:
-            return await self._writer.run(_transaction(fn))
+            return await self._writer.run(self._within_wal_bound(_transaction(fn)))
         finally:
             self._checkpoint_soon()
+
+    def _within_wal_bound(
+        self, run: Callable[[sqlite3.Connection], T]
+    ) -> Callable[[sqlite3.Connection], T]:
+        def bounded(conn: sqlite3.Connection) -> T:
+            if self._wal_frames > self._wal_limit_frames:
+                under_way = self._checkpoint
+                if under_way is not None:
+                    wait([under_way])  # one checkpoint at a time, or TRUNCATE finds it busy
+                self._wal_frames = 0
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if row[0]:  # readers held on past the busy timeout: the next write tries again
+                    log.warning("SQLite WAL over its bound and busy for %.0f s", BUSY_TIMEOUT_S)
+            return run(conn)
+
+        return bounded
 
     def _checkpoint_soon(self) -> None:
         # One at a time: frames written while one runs are copied by the next write's.
@@ -224,7 +234,7 @@ class SqliteStorage:
         self._checkpoint.add_done_callback(self._note_wal_size)
 
     def _note_wal_size(self, done: Future[int]) -> None:
-        # On the checkpoint's thread; one int assigned, read by the next write.
+        # On the checkpoint's thread: one int, read by the writer's thread before each write.
         if not done.cancelled() and done.exception() is None:
             self._wal_frames = done.result()
 
