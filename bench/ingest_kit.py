@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import pid_cpu_seconds, process_tree, progress
-from kiosk.collector.canonical import canonical_bytes, entry_bytes
+from kiosk.canonical import canonical_bytes, entry_bytes
 from kiosk.collector.storage.base import Actor, Venue
 from kiosk.collector.storage.plan import LINK_OK, entry_flags
 from kiosk.collector.tokens import new_token, token_hash

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
-import rfc8785
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,8 @@ from pydantic import (
     StrictStr,
     field_validator,
 )
+
+from kiosk.canonical import canonical_bytes
 
 MAX_BATCH_ENTRIES = 1000
 MAX_BODY_BYTES = 1024 * 1024
@@ -104,8 +105,9 @@ def new_uuid7(unix_ms: int | None = None) -> str:
 
 
 def canonical_json(entry_without_chain: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON (37.0 becomes 37), the bytes the chain hashes."""
-    return rfc8785.dumps(dict(entry_without_chain))
+    """RFC 8785 canonical JSON (37.0 becomes 37), the bytes the chain hashes; a ValueError
+    (kiosk.canonical.CanonicalizationError) for a value that has none, such as NaN."""
+    return canonical_bytes(dict(entry_without_chain))
 
 
 def chain_link(previous_chain: str, entry: Mapping[str, Any]) -> str:

@@ -14,8 +14,8 @@ from collector_helpers import LogWriter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kiosk.canonical import CanonicalizationError, canonical_bytes, entry_bytes
 from kiosk.collector.batch import BatchRejected, prepare_batch
-from kiosk.collector.canonical import CanonicalizationError, canonical_bytes, entry_bytes
 from kiosk.collector.config import parse_database_url, redact_url
 from kiosk.collector.kiosk_config import etag_matches
 from kiosk.collector.storage.base import (

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from kiosk.collector.canonical import CanonicalizationError, entry_bytes
+from kiosk.canonical import CanonicalizationError, entry_bytes
 from kiosk.collector.storage.base import EntryRow, PreparedBatch
 from kiosk.collector.storage.plan import chain_follows, entry_flags, rollups
 from kiosk.wire import GENESIS_CHAIN, MAX_BATCH_ENTRIES, Entry, parse_rfc3339
