@@ -3,6 +3,7 @@ unit page, at 1,000 and 10,000 venues with 1 M entries, and how the time grows a
 
     python bench/query.py                 # 1 M entries, 1,000 and 10,000 venues, both databases
     python bench/query.py --ten-million   # then 9 M older entries more, and again (a long run)
+    python bench/query.py --ten-million --grow-venues 1000   # only the 1,000-venue city grows
     python bench/query.py --quick         # 10k entries, 100 venues: proves the benchmark works
     python bench/query.py --db sqlite --venues 1000 --entries 200000
 
@@ -527,7 +528,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     url,
                     venues,
                     args.entries,
-                    args.grow_to,
+                    args.grow_to if args.grow_venues in (None, venues) else None,
                     args.repeats,
                     args.heartbeat_every,
                 )
@@ -553,6 +554,12 @@ def main() -> int:
         "--ten-million",
         action="store_true",
         help="then add older history up to 10 M entries and measure again",
+    )
+    parser.add_argument(
+        "--grow-venues",
+        type=int,
+        default=None,
+        help="with --ten-million, grow only the city of this many venues (default: every city)",
     )
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--heartbeat-every", type=float, default=60.0, help="seconds (60)")
