@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -280,3 +281,20 @@ def test_a_row_gives_the_stored_columns_in_order_and_survives_a_worker() -> None
     back = pickle.loads(pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL))
     assert type(back) is EntryRow and back == row
     assert row.checked_previous == GENESIS_CHAIN  # seq 1 follows the genesis chain
+
+
+times = st.floats(min_value=-62_135_596_800.0, max_value=253_402_300_799.0)  # years 1 to 9999
+
+
+@settings(max_examples=500, deadline=None)
+@given(times, st.floats(min_value=-599.999, max_value=599.999))
+def test_allows_in_reach_of_code_reuse_are_in_the_next_buckets(t: float, apart: float) -> None:
+    """SQLite's code_reuse judgement looks for an allow's neighbours (less than 600 s away) in
+    its bucket of entries_allowed_bucket and the one either side: SQLite's own arithmetic puts
+    every such neighbour there, for any time an entry may carry."""
+    with sqlite3.connect(":memory:") as conn:
+        low, high = conn.execute(
+            "SELECT CAST(? AS INTEGER) / 600, CAST(? AS INTEGER) / 600", (t, t + apart)
+        ).fetchone()
+    conn.close()
+    assert abs(high - low) <= 1

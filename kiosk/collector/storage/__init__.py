@@ -30,7 +30,7 @@ Tables (columns in the migration files):
   of the entry without `chain`, exactly the bytes the chain hashes (`StoredEntry.entry()`
   rebuilds what the kiosk sent). Indexes: `(kiosk_id, ts)`, `(log_id, seq)`,
   for code_reuse the allows (`WHERE decision = 'allow' AND subject IS NOT NULL`) by
-  `(venue_id, subject, ts)` on PostgreSQL and by `(venue_id, CAST(ts / 600 AS INTEGER), subject,
+  `(venue_id, subject, ts)` on PostgreSQL and by `(venue_id, CAST(ts AS INTEGER) / 600, subject,
   ts)` on SQLite (migration 0007: a bucket of time first keeps its inserts together), and
   `entries_flagged (kiosk_id, ts) WHERE flags <> 0` for the evidence
   of overrides, unchecked allows and broken links. PostgreSQL: partitioned by day of `ts`,

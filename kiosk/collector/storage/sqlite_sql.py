@@ -100,18 +100,18 @@ ON CONFLICT (kiosk_id, hour, decision, reason) DO UPDATE SET
 # allows at their venue within 600 s either side re-judge that subject's allows in the 600 s
 # from them; an allow with 3 others of its subject before it (by ts, then id) less than 600 s
 # earlier is an excess use. One statement per batch, the arrivals first (rows after `?`).
-# Every look-up goes through entries_allowed_bucket (venue, 600 s bucket of ts, subject, ts):
-# one seek by subject in each bucket from two before to two after the allow's own (one either
-# side would do; the spare ones make a rounding of ts / 600 at a bucket's edge harmless), then
-# the exact time bounds.
-_NEAR = "IN ({b} - 2, {b} - 1, {b}, {b} + 1, {b} + 2)"
+# Every look-up goes through entries_allowed_bucket (venue, bucket, subject, ts): one seek by
+# subject in the allow's bucket and in the one either side, then the exact time bounds. The
+# bucket, CAST(ts AS INTEGER) / 600 in integers, never decreases as ts grows and moves by at
+# most one over 600 s (for times before 1970 too), so those three hold every allow in reach.
+_NEAR = "IN ({b} - 1, {b}, {b} + 1)"
 _CODE_REUSE = f"""
 WITH arrived AS MATERIALIZED (
     SELECT n.venue_id, n.subject, n.ts FROM entries AS n
     WHERE n.row_id > ? AND n.decision = 'allow' AND n.subject IS NOT NULL
       AND (SELECT count(*) FROM entries AS c INDEXED BY entries_allowed_bucket
            WHERE c.venue_id = n.venue_id
-             AND CAST(c.ts / 600 AS INTEGER) {_NEAR.format(b="CAST(n.ts / 600 AS INTEGER)")}
+             AND CAST(c.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(n.ts AS INTEGER) / 600")}
              AND c.subject = n.subject AND c.decision = 'allow'
              AND c.ts > n.ts - 600 AND c.ts < n.ts + 600) >= 4
 )
@@ -120,12 +120,12 @@ SELECT a.id, a.kiosk_id, a.venue_id, a.ts
 FROM arrived AS n
 CROSS JOIN entries AS a INDEXED BY entries_allowed_bucket
 WHERE a.venue_id = n.venue_id
-  AND CAST(a.ts / 600 AS INTEGER) {_NEAR.format(b="CAST(n.ts / 600 AS INTEGER)")}
+  AND CAST(a.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(n.ts AS INTEGER) / 600")}
   AND a.subject = n.subject AND a.decision = 'allow'
   AND a.ts >= n.ts AND a.ts < n.ts + 600
   AND (SELECT count(*) FROM entries AS b INDEXED BY entries_allowed_bucket
        WHERE b.venue_id = a.venue_id
-         AND CAST(b.ts / 600 AS INTEGER) {_NEAR.format(b="CAST(a.ts / 600 AS INTEGER)")}
+         AND CAST(b.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(a.ts AS INTEGER) / 600")}
          AND b.subject = a.subject AND b.decision = 'allow'
          AND b.ts > a.ts - 600 AND b.ts <= a.ts AND (b.ts < a.ts OR b.id <= a.id)) >= 4
 """

@@ -4,8 +4,8 @@
 -- storing an entry (bench/ingest.py's raw ceiling doubled without it). Keyed by bucket first,
 -- the allows of a venue arriving now go to the few pages of its current bucket, and the
 -- judgement (kiosk/collector/storage/sqlite_sql.py, `_CODE_REUSE`) still seeks by subject: in
--- each of the buckets around the allow, then by the exact time bounds as before.
+-- the allow's bucket and the one either side, then by the exact time bounds as before.
 
 DROP INDEX entries_allowed_subject;
-CREATE INDEX entries_allowed_bucket ON entries (venue_id, CAST(ts / 600 AS INTEGER), subject, ts)
+CREATE INDEX entries_allowed_bucket ON entries (venue_id, CAST(ts AS INTEGER) / 600, subject, ts)
     WHERE decision = 'allow' AND subject IS NOT NULL;
