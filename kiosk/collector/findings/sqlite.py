@@ -111,33 +111,32 @@ def _readings_sql(one_venue: bool) -> str:
     def total(column: str) -> str:
         return f"u.{column} - coalesce(f.{column}, 0)"
 
+    # The partial hours' readings go into the one GROUP BY one row each: grouping them apart
+    # first sorted them in a temporary B-tree of their own (a quarter of the whole query at
+    # 10,000 kiosks).
+    tenths = "CAST(round(e.temperature_c * 10) AS INTEGER)"
+    edge = f"""
+    SELECT e.kiosk_id, e.venue_id, 1, {tenths}, {tenths} * {tenths},
+           e.temperature_c < {PLAUSIBLE_MIN_C} OR e.temperature_c > {PLAUSIBLE_MAX_C}
+    FROM entries AS e INDEXED BY {by}
+    WHERE e.temperature_c IS NOT NULL{only("e")}"""
     return f"""
 WITH bounds AS MATERIALIZED (
     SELECT k.kiosk_id, k.venue_id, {running(":full_until")} AS upto,
            {running(":full_from")} AS before
     FROM kiosks AS k WHERE 1{only("k")}
 ),
-edges AS (
-    SELECT e.kiosk_id, e.venue_id, CAST(round(e.temperature_c * 10) AS INTEGER) AS t,
-           e.temperature_c < {PLAUSIBLE_MIN_C} OR e.temperature_c > {PLAUSIBLE_MAX_C} AS bad
-    FROM entries AS e INDEXED BY {by}
-    WHERE e.temperature_c IS NOT NULL AND e.ts >= :since AND e.ts < :head_until{only("e")}
-    UNION ALL
-    SELECT e.kiosk_id, e.venue_id, CAST(round(e.temperature_c * 10) AS INTEGER),
-           e.temperature_c < {PLAUSIBLE_MIN_C} OR e.temperature_c > {PLAUSIBLE_MAX_C}
-    FROM entries AS e INDEXED BY {by}
-    WHERE e.temperature_c IS NOT NULL AND e.ts >= :tail_from AND e.ts < :until{only("e")}
-),
-parts AS (
-    SELECT b.kiosk_id, b.venue_id, {total("readings")} AS n, {total("sum_dc")} AS s,
-           {total("sumsq_dc")} AS ss, {total("implausible")} AS bad
+parts (kiosk_id, venue_id, n, s, ss, bad) AS (
+    SELECT b.kiosk_id, b.venue_id, {total("readings")}, {total("sum_dc")},
+           {total("sumsq_dc")}, {total("implausible")}
     FROM bounds AS b
     JOIN readings_running AS u ON u.kiosk_id = b.kiosk_id AND u.hour = b.upto
     LEFT JOIN readings_running AS f ON f.kiosk_id = b.kiosk_id AND f.hour = b.before
     WHERE b.upto >= :full_from
     UNION ALL
-    SELECT kiosk_id, venue_id, count(*), sum(t), sum(t * t), sum(bad) FROM edges
-    GROUP BY kiosk_id, venue_id
+    {edge} AND e.ts >= :since AND e.ts < :head_until
+    UNION ALL
+    {edge} AND e.ts >= :tail_from AND e.ts < :until
 )
 SELECT kiosk_id, venue_id, sum(n), sum(s), sum(ss), sum(bad) FROM parts
 GROUP BY kiosk_id, venue_id
