@@ -535,11 +535,11 @@ async def main_async(args: argparse.Namespace) -> int:
 
             results += await with_database(database, job)
             # Written after each city, so a long run that is stopped keeps what it measured.
-            write_report("query", report(results, args), Path(args.results))
+            write_report(args.report, report(results, args), Path(args.results))
     text = report(results, args)
     results_dir = Path(args.results)
-    write_report("query", text, results_dir)
-    chart(results, results_dir / "query.png")
+    write_report(args.report, text, results_dir)
+    chart(results, results_dir / f"{args.report}.png")
     print(text)
     return 0
 
@@ -563,7 +563,10 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--heartbeat-every", type=float, default=60.0, help="seconds (60)")
-    parser.add_argument("--results", default=str(RESULTS), help="folder for query.md and query.png")
+    parser.add_argument("--results", default=str(RESULTS), help="folder for the report and chart")
+    parser.add_argument(
+        "--report", default="query", help="name of the report and chart (query: query.md, .png)"
+    )
     args = parser.parse_args()
     args.grow_to = 10_000_000 if args.ten_million else None
     if args.quick:
