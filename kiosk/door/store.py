@@ -83,8 +83,9 @@ CREATE INDEX IF NOT EXISTS entries_override_of ON entries(json_extract(body, '$.
 
 # The head (last seq and chain) moves in the same implicit transaction as the INSERT of an entry,
 # so an append is one statement: one round trip to the connection's thread instead of four
-# (BEGIN, INSERT, UPDATE, COMMIT), which tripled the append rate. Created at open when missing,
-# so logs written before it get it too; entries retired below seq 1 never move the head.
+# (BEGIN, INSERT, UPDATE, COMMIT), which doubled the append rate. A process's first append
+# creates it when missing, so logs written before it get it too; entries retired below seq 1
+# never move the head.
 _HEAD_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS entries_head AFTER INSERT ON entries WHEN NEW.seq >= 1
 BEGIN
