@@ -110,15 +110,23 @@ def canonical_json(entry_without_chain: Mapping[str, Any]) -> bytes:
     return canonical_bytes(dict(entry_without_chain))
 
 
+def chain_after(previous_chain: str, unchained: bytes) -> str:
+    """The `chain` of an entry whose canonical JSON (without `chain`) is `unchained`: SHA-256 of
+    the previous chain's hex and those bytes."""
+    digest = hashlib.sha256(previous_chain.encode("ascii"))
+    digest.update(unchained)
+    return digest.hexdigest()
+
+
 def chain_link(previous_chain: str, entry: Mapping[str, Any]) -> str:
     """The `chain` of `entry`: SHA-256 of the previous chain's hex and this entry's canonical JSON.
 
     `entry` may hold a `chain` member; it is left out, as the spec says.
     """
-    body = {key: value for key, value in entry.items() if key != "chain"}
-    digest = hashlib.sha256(previous_chain.encode("ascii"))
-    digest.update(canonical_json(body))
-    return digest.hexdigest()
+    return chain_after(
+        previous_chain,
+        canonical_json({key: value for key, value in entry.items() if key != "chain"}),
+    )
 
 
 def chained_body(previous_chain: str, entry: Mapping[str, Any]) -> tuple[str, bytes]:
@@ -129,9 +137,7 @@ def chained_body(previous_chain: str, entry: Mapping[str, Any]) -> tuple[str, by
     if "chain" in entry or not entry or min(entry) < "chain":
         raise ValueError("chained_body takes an entry without its chain member")
     unchained = canonical_json(entry)
-    digest = hashlib.sha256(previous_chain.encode("ascii"))
-    digest.update(unchained)
-    chain = digest.hexdigest()
+    chain = chain_after(previous_chain, unchained)
     return chain, b'{"chain":"' + chain.encode("ascii") + b'",' + unchained[1:]
 
 

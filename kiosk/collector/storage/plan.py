@@ -15,7 +15,6 @@ No I/O and no clock here, so this is where the chain and seq rules are tested.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +34,7 @@ from kiosk.collector.storage.base import (
     ForeignEntryId,
 )
 from kiosk.findings import PLAUSIBLE_MAX_C, PLAUSIBLE_MIN_C
-from kiosk.wire import GENESIS_CHAIN
+from kiosk.wire import GENESIS_CHAIN, chain_after
 
 HOUR_S = 3600
 
@@ -164,9 +163,7 @@ def entry_flags(
 
 def chain_follows(previous_chain: str, body: str, chain: str) -> bool:
     """Whether `chain` is SHA-256 of the previous chain's hex and this entry's body."""
-    digest = hashlib.sha256(previous_chain.encode("ascii"))
-    digest.update(body.encode("utf-8"))
-    return digest.hexdigest() == chain
+    return chain_after(previous_chain, body.encode("utf-8")) == chain
 
 
 def split_new(
