@@ -499,7 +499,7 @@ async def time_stages(
         planning.rollups(prepared.rows)
         t5 = clock()
         runs = {log.log_id: [held]} if held is not None else {}
-        plan = planning.plan_ingest(prepared.rows, runs, {}, prepared.rollups)
+        plan = planning.plan_ingest(prepared.rows, runs, {}, prepared)
         t6 = clock()
         w6 = wall()
         await storage.ingest_entries(prepared)

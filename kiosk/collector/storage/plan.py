@@ -32,6 +32,7 @@ from kiosk.collector.storage.base import (
     LINK_UNVERIFIED,
     EntryRow,
     ForeignEntryId,
+    PreparedBatch,
 )
 from kiosk.findings import PLAUSIBLE_MAX_C, PLAUSIBLE_MIN_C
 from kiosk.wire import GENESIS_CHAIN, chain_after
@@ -224,18 +225,20 @@ def plan_ingest(
     rows: Sequence[EntryRow],
     runs: Mapping[str, Sequence[Run]],
     neighbours: Mapping[tuple[str, int], HeldEntry],
-    rows_rollups: Rollups | None = None,
+    batch: PreparedBatch | None = None,
 ) -> IngestPlan:
     """Everything the new `rows` change. `runs` holds, per log, the held runs that overlap or
-    touch `run_ranges(rows)`; `neighbours` the entries `neighbour_keys` asked for;
-    `rows_rollups`, when known, `rollups(rows)` (worked out where the batch was prepared)."""
+    touch `run_ranges(rows)`; `neighbours` the entries `neighbour_keys` asked for; `batch`,
+    when given, the prepared batch the rows came from (its rollups serve when it held no
+    duplicates: the new rows are then all of its rows)."""
     plan = IngestPlan()
     by_log: dict[str, list[EntryRow]] = defaultdict(list)
     for row in rows:
         by_log[row.log_id].append(row)
     for log_id in sorted(by_log):
         _plan_log(plan, log_id, by_log[log_id], list(runs.get(log_id, ())), neighbours)
-    done = rows_rollups if rows_rollups is not None else rollups(rows)
+    known = batch.rollups if batch is not None and len(rows) == len(batch.rows) else None
+    done = known if known is not None else rollups(rows)
     plan.hours, plan.reasons = done.hours, done.reasons
     return plan
 

@@ -139,9 +139,7 @@ async def ingest(conn: Conn, batch: PreparedBatch) -> IngestResult:
             [k[0] for k in keys], [k[1] for k in keys],
         ):
             neighbours[(row[1], row[2])] = planning.HeldEntry(*row)
-    # Without duplicates the new rows are the batch's, whose rollups came with it.
-    known = batch.rollups if len(new) == len(batch.rows) else None
-    plan = planning.plan_ingest(new, runs, neighbours, known)
+    plan = planning.plan_ingest(new, runs, neighbours, batch)
     await write_plan(conn, batch, plan)
     return IngestResult(len(plan.new), duplicates, plan.broken_links, plan.unverified_links)
 

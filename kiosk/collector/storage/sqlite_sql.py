@@ -165,9 +165,7 @@ def ingest(conn: sqlite3.Connection, batch: PreparedBatch) -> IngestResult:
             neighbours[(log_id, seq)] = planning.HeldEntry(
                 found[0], log_id, seq, found[1], found[2], found[3], found[4]
             )
-    # Without duplicates the new rows are the batch's, whose rollups came with it.
-    known = batch.rollups if len(new) == len(batch.rows) else None
-    plan = planning.plan_ingest(new, runs, neighbours, known)
+    plan = planning.plan_ingest(new, runs, neighbours, batch)
 
     received = batch.received_at
     # New rows get row ids above the highest one (one writer, appended in this transaction).
