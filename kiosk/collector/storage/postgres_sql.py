@@ -46,7 +46,6 @@ async def bump_config_generation(conn: Conn) -> None:
     )
 
 
-
 _HOUR_COLUMNS = planning.HOUR_COLUMNS
 _HOUR_TYPES = ["int"] * 10 + ["bigint", "bigint", "int"]
 
