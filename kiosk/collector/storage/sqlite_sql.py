@@ -104,14 +104,26 @@ ON CONFLICT (kiosk_id, hour, decision, reason) DO UPDATE SET
 # subject in the allow's bucket and in the one either side, then the exact time bounds. The
 # bucket, CAST(ts AS INTEGER) / 600 in integers, never decreases as ts grows and moves by at
 # most one over 600 s (for times before 1970 too), so those three hold every allow in reach.
-_NEAR = "IN ({b} - 1, {b}, {b} + 1)"
+# The expression must be the index's (migration 0007) to the letter, or SQLite will not use it.
+
+
+def _bucket(alias: str) -> str:
+    return f"CAST({alias}.ts AS INTEGER) / 600"
+
+
+def _near(alias: str, of: str) -> str:
+    """`alias` in the bucket of `of`, or in the one either side."""
+    b = _bucket(of)
+    return f"{_bucket(alias)} IN ({b} - 1, {b}, {b} + 1)"
+
+
 _CODE_REUSE = f"""
 WITH arrived AS MATERIALIZED (
     SELECT n.venue_id, n.subject, n.ts FROM entries AS n
     WHERE n.row_id > ? AND n.decision = 'allow' AND n.subject IS NOT NULL
       AND (SELECT count(*) FROM entries AS c INDEXED BY entries_allowed_bucket
            WHERE c.venue_id = n.venue_id
-             AND CAST(c.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(n.ts AS INTEGER) / 600")}
+             AND {_near("c", "n")}
              AND c.subject = n.subject AND c.decision = 'allow'
              AND c.ts > n.ts - 600 AND c.ts < n.ts + 600) >= 4
 )
@@ -120,12 +132,12 @@ SELECT a.id, a.kiosk_id, a.venue_id, a.ts
 FROM arrived AS n
 CROSS JOIN entries AS a INDEXED BY entries_allowed_bucket
 WHERE a.venue_id = n.venue_id
-  AND CAST(a.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(n.ts AS INTEGER) / 600")}
+  AND {_near("a", "n")}
   AND a.subject = n.subject AND a.decision = 'allow'
   AND a.ts >= n.ts AND a.ts < n.ts + 600
   AND (SELECT count(*) FROM entries AS b INDEXED BY entries_allowed_bucket
        WHERE b.venue_id = a.venue_id
-         AND CAST(b.ts AS INTEGER) / 600 {_NEAR.format(b="CAST(a.ts AS INTEGER) / 600")}
+         AND {_near("b", "a")}
          AND b.subject = a.subject AND b.decision = 'allow'
          AND b.ts > a.ts - 600 AND b.ts <= a.ts AND (b.ts < a.ts OR b.id <= a.id)) >= 4
 """
