@@ -98,7 +98,12 @@ def pid_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree(pid: int) -> list[int]:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and of its descendants now alive (a collector and its workers)."""
+    return sum(pid_cpu_seconds(each) for each in _process_tree(pid))
+
+
+def _process_tree(pid: int) -> list[int]:
     """`pid` and its descendants now alive (Linux /proc)."""
     found, pending = [], [pid]
     while pending:

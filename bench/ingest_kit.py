@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import pid_cpu_seconds, process_tree, progress
+from bench.common import pid_cpu_seconds, progress, tree_cpu_seconds
 from kiosk.canonical import canonical_bytes, entry_bytes
 from kiosk.collector.storage.base import Actor, Venue
 from kiosk.collector.storage.plan import LINK_OK, entry_flags
@@ -264,7 +264,7 @@ class Collector:
 
     def cpu_seconds(self) -> float:
         """CPU time of the collector and of its live child processes (its batch decoders)."""
-        return sum(pid_cpu_seconds(pid) for pid in process_tree(self.process.pid))
+        return tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

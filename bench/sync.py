@@ -46,9 +46,8 @@ from bench.common import (
     command_line,
     machine_lines,
     markdown_table,
-    pid_cpu_seconds,
-    process_tree,
     progress,
+    tree_cpu_seconds,
     write_report,
 )
 from kiosk.door.app import ClockOffset, DoorRuntime
@@ -210,11 +209,6 @@ class Collector:
                 self.process.wait(5)
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its live descendants (the collector's batch decoders)."""
-    return sum(pid_cpu_seconds(each) for each in process_tree(pid))
-
-
 @dataclass
 class Database:
     name: str  # "SQLite" or "PostgreSQL"
@@ -370,7 +364,7 @@ async def run_one(database: Database, folder: Path, count: int) -> Run:
         if not await asyncio.to_thread(collector.listening.wait, 60):
             raise SystemExit("the collector did not start:\n" + "".join(collector.lines)[-2000:])
         up = time.perf_counter()
-        kiosk_cpu, collector_cpu = time.process_time(), process_cpu_s(collector.process.pid)
+        kiosk_cpu, collector_cpu = time.process_time(), tree_cpu_seconds(collector.process.pid)
         result.samples.append((0.0, 0))
         while service.status.sent < count:
             await asyncio.sleep(SAMPLE_EVERY_S / 5)
@@ -383,7 +377,7 @@ async def run_one(database: Database, folder: Path, count: int) -> Run:
                 raise SystemExit(f"not drained after 10 minutes: {service.status.as_dict()}")
         result.total_s = time.perf_counter() - up
         result.kiosk_cpu_s = time.process_time() - kiosk_cpu
-        result.collector_cpu_s = process_cpu_s(collector.process.pid) - collector_cpu
+        result.collector_cpu_s = tree_cpu_seconds(collector.process.pid) - collector_cpu
         result.samples.append((result.total_s, service.status.sent))
         result.batches = service.status.batches
     finally:
